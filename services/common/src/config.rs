@@ -1,0 +1,192 @@
+//! Configuration: defaults → `pulse.toml` (or the file named by `PULSE_CONFIG`)
+//! → `PULSE_*` environment variables. Every setting has a documented default;
+//! the README's configuration table lists them all.
+//!
+//! Environment names are the field names upper-cased with a `PULSE_` prefix
+//! (`database_url` → `PULSE_DATABASE_URL`); `__` nests into a section
+//! (`PULSE_TRAINER__WORKERS` → `[trainer] workers`).
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::Value;
+use serde::{Deserialize, Serialize};
+
+use crate::error::PulseError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines with colours on a terminal.
+    #[default]
+    Human,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// gRPC address. Default `127.0.0.1:50051`.
+    pub listen: String,
+    /// Prometheus `/metrics` address; empty disables it. Default `127.0.0.1:9464`.
+    pub metrics_listen: String,
+    /// Where the embedded store, local objects and generated keys live. Default `.pulse`.
+    pub state_dir: PathBuf,
+    /// PostgreSQL URL for metadata; unset uses the embedded store under `state_dir`.
+    pub database_url: Option<String>,
+    /// Connections in the PostgreSQL pool. Default 16.
+    pub database_pool_size: usize,
+    /// S3 bucket for objects; unset uses `state_dir/objects`.
+    pub s3_bucket: Option<String>,
+    /// S3 endpoint for MinIO and other S3-compatible servers; unset uses AWS.
+    pub s3_endpoint: Option<String>,
+    /// S3 region. Default `us-east-1`.
+    pub s3_region: String,
+    /// Path-style addressing (`endpoint/bucket/key`), needed by most
+    /// S3-compatible servers. Default false.
+    pub s3_path_style: bool,
+    /// Key prefix inside the bucket. Default empty.
+    pub s3_prefix: String,
+    /// The admin key. Unset: read from, or generated into, `state_dir/admin.key`.
+    pub admin_key: Option<String>,
+    /// `human` or `json`. Default `human`.
+    pub log_format: LogFormat,
+    /// A tracing filter, e.g. `info` or `pulse_lineage=debug,info`. Default `info`.
+    pub log_level: String,
+    /// Largest accepted request message, in bytes. Default 16 MiB.
+    pub max_message_bytes: usize,
+    /// How long a verified API key is trusted before it is checked again
+    /// (so a revocation takes effect within this time). Default 10.
+    pub auth_cache_seconds: u64,
+    /// How long idempotency keys are remembered. Default 24.
+    pub idempotency_ttl_hours: u64,
+    /// `pulse up` creates a `default` tenant and writes its key under
+    /// `state_dir` when no tenant exists. Default true.
+    pub bootstrap_default_tenant: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:50051".into(),
+            metrics_listen: "127.0.0.1:9464".into(),
+            state_dir: PathBuf::from(".pulse"),
+            database_url: None,
+            database_pool_size: 16,
+            s3_bucket: None,
+            s3_endpoint: None,
+            s3_region: "us-east-1".into(),
+            s3_path_style: false,
+            s3_prefix: String::new(),
+            admin_key: None,
+            log_format: LogFormat::Human,
+            log_level: "info".into(),
+            max_message_bytes: 16 * 1024 * 1024,
+            auth_cache_seconds: 10,
+            idempotency_ttl_hours: 24,
+            bootstrap_default_tenant: true,
+        }
+    }
+}
+
+impl Config {
+    /// Loads from `PULSE_CONFIG` (which must exist when set) or `./pulse.toml`
+    /// (if present), then the process environment.
+    pub fn load() -> Result<Self, PulseError> {
+        let file = match std::env::var_os("PULSE_CONFIG") {
+            Some(path) => {
+                let path = PathBuf::from(path);
+                if !path.is_file() {
+                    return Err(PulseError::Config(format!(
+                        "PULSE_CONFIG names {}, which is not a file",
+                        path.display()
+                    )));
+                }
+                Some(path)
+            }
+            None => Some(PathBuf::from("pulse.toml")).filter(|p| p.is_file()),
+        };
+        Self::from_sources(file.as_deref(), std::env::vars())
+    }
+
+    /// The layering itself, with the environment passed in (tests use this).
+    pub fn from_sources(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, PulseError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        for (name, raw) in env {
+            let Some(key) = name.strip_prefix("PULSE_") else { continue };
+            // Client-side settings share the prefix; they are not server config.
+            if matches!(key, "CONFIG" | "ENDPOINT" | "API_KEY") || key.starts_with("TEST_") {
+                continue;
+            }
+            let path = key.to_ascii_lowercase().replace("__", ".");
+            let value: Value = raw.parse().unwrap_or_else(|_| Value::from(raw.clone()));
+            figment = figment.merge(Serialized::globals(figment::util::nest(&path, value)));
+        }
+        let config: Config = figment.extract().map_err(|e| PulseError::Config(e.to_string()))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), PulseError> {
+        self.listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| PulseError::Config(format!("listen = {:?}: {e}; use host:port", self.listen)))?;
+        if !self.metrics_listen.is_empty() {
+            self.metrics_listen.parse::<std::net::SocketAddr>().map_err(|e| {
+                PulseError::Config(format!("metrics_listen = {:?}: {e}; use host:port, or empty to disable", self.metrics_listen))
+            })?;
+        }
+        if self.database_pool_size == 0 {
+            return Err(PulseError::Config("database_pool_size must be at least 1".into()));
+        }
+        if self.max_message_bytes < 1024 {
+            return Err(PulseError::Config("max_message_bytes must be at least 1024".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_then_file_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pulse.toml");
+        std::fs::write(&file, "listen = \"0.0.0.0:6000\"\nlog_level = \"debug\"\ns3_path_style = true\n").unwrap();
+        let cfg = Config::from_sources(
+            Some(&file),
+            env(&[("PULSE_LOG_LEVEL", "warn"), ("PULSE_DATABASE_POOL_SIZE", "4"), ("PULSE_API_KEY", "x"), ("HOME", "/")]),
+        )
+        .unwrap();
+        assert_eq!(cfg.listen, "0.0.0.0:6000"); // file over default
+        assert_eq!(cfg.log_level, "warn"); // env over file
+        assert_eq!(cfg.database_pool_size, 4);
+        assert!(cfg.s3_path_style);
+        assert_eq!(cfg.metrics_listen, "127.0.0.1:9464"); // default kept
+        assert_eq!(cfg.log_format, LogFormat::Human);
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let err = Config::from_sources(None, env(&[("PULSE_LISTEN", "nowhere")])).unwrap_err().to_string();
+        assert!(err.contains("listen"), "{err}");
+        let err = Config::from_sources(None, env(&[("PULSE_LOG_FORMAT", "xml")])).unwrap_err().to_string();
+        assert!(err.contains("log_format") || err.contains("xml"), "{err}");
+        let err = Config::from_sources(None, env(&[("PULSE_DATABASE_POOL_SIZE", "0")])).unwrap_err().to_string();
+        assert!(err.contains("database_pool_size"), "{err}");
+    }
+}

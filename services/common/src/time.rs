@@ -1,0 +1,17 @@
+//! Conversions between wall-clock times and protobuf timestamps.
+
+use chrono::{DateTime, TimeZone, Utc};
+use pulse_proto::prost_types::Timestamp;
+
+pub fn to_proto(t: DateTime<Utc>) -> Timestamp {
+    Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
+}
+
+pub fn from_proto(t: &Timestamp) -> Option<DateTime<Utc>> {
+    Utc.timestamp_opt(t.seconds, t.nanos.max(0) as u32).single()
+}
+
+/// Milliseconds since the epoch, the form the embedded store keeps.
+pub fn from_millis(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
