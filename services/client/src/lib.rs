@@ -1,1 +1,230 @@
+//! Typed Pulse clients, shared by the `pulse` CLI and the Python SDK: one
+//! connection carrying the API key, mutations with idempotency keys and safe
+//! retries, and the lineage tree as the CLI prints it.
 
+mod error;
+mod tree;
+
+use std::time::Duration;
+
+use pulse_proto::admin::v1 as admin;
+use pulse_proto::admin::v1::admin_service_client::AdminServiceClient;
+use pulse_proto::lineage::v1 as lineage;
+use pulse_proto::lineage::v1::lineage_service_client::LineageServiceClient;
+use pulse_proto::tonic::metadata::MetadataValue;
+use pulse_proto::tonic::transport::{Channel, Endpoint};
+use pulse_proto::tonic::{Code, Request};
+
+pub use error::ClientError;
+pub use pulse_proto;
+pub use tree::{LineageTree, kind_name, parse_kind};
+
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:50051";
+
+/// A connection to a Pulse server (or to `pulse up`).
+#[derive(Clone, Debug)]
+pub struct Client {
+    channel: Channel,
+    endpoint: String,
+    api_key: Option<MetadataValue<pulse_proto::tonic::metadata::Ascii>>,
+    retries: u32,
+}
+
+impl Client {
+    /// Connects to `endpoint` (e.g. `http://localhost:50051`). The API key
+    /// is sent as `authorization: Bearer <key>` on every call.
+    pub async fn connect(endpoint: &str, api_key: Option<&str>) -> Result<Self> {
+        let url = if endpoint.contains("://") { endpoint.to_string() } else { format!("http://{endpoint}") };
+        let channel = Endpoint::from_shared(url.clone())
+            .map_err(|e| ClientError::InvalidArgument(format!("endpoint '{endpoint}': {e}")))?
+            .connect_timeout(Duration::from_secs(10))
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|e| ClientError::Connect { endpoint: url.clone(), reason: error::source_chain(&e) })?;
+        let api_key = match api_key.filter(|k| !k.is_empty()) {
+            Some(k) => Some(
+                format!("Bearer {k}")
+                    .parse()
+                    .map_err(|_| ClientError::InvalidArgument("api_key: must be printable ASCII".into()))?,
+            ),
+            None => None,
+        };
+        Ok(Self { channel, endpoint: url, api_key, retries: 3 })
+    }
+
+    /// Connects with `PULSE_ENDPOINT` (default `http://127.0.0.1:50051`) and
+    /// `PULSE_API_KEY`.
+    pub async fn from_env() -> Result<Self> {
+        let endpoint = std::env::var("PULSE_ENDPOINT").unwrap_or_else(|_| DEFAULT_ENDPOINT.into());
+        let key = std::env::var("PULSE_API_KEY").ok();
+        Self::connect(&endpoint, key.as_deref()).await
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// How often a call that failed with UNAVAILABLE is retried (default 3).
+    pub fn with_retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    fn request<T>(&self, message: T, idempotency_key: Option<&str>) -> Result<Request<T>> {
+        let mut req = Request::new(message);
+        if let Some(key) = &self.api_key {
+            req.metadata_mut().insert("authorization", key.clone());
+        }
+        if let Some(k) = idempotency_key {
+            let value = k
+                .parse()
+                .map_err(|_| ClientError::InvalidArgument("idempotency_key: must be printable ASCII".into()))?;
+            req.metadata_mut().insert("idempotency-key", value);
+        }
+        Ok(req)
+    }
+
+    /// Runs a unary call, retrying UNAVAILABLE with backoff. A mutation keeps
+    /// one idempotency key across its retries, so it runs at most once.
+    async fn call<M, R, F, Fut>(&self, message: M, mutation: Option<&str>, f: F) -> Result<R>
+    where
+        M: Clone,
+        F: Fn(Channel, Request<M>) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<pulse_proto::tonic::Response<R>, pulse_proto::tonic::Status>>,
+    {
+        let generated;
+        let key = match mutation {
+            Some("") => {
+                generated = uuid::Uuid::new_v4().to_string();
+                Some(generated.as_str())
+            }
+            other => other,
+        };
+        let mut attempt = 0;
+        loop {
+            let req = self.request(message.clone(), key)?;
+            match f(self.channel.clone(), req).await {
+                Ok(r) => return Ok(r.into_inner()),
+                Err(s) if s.code() == Code::Unavailable && attempt < self.retries => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100 * 2u64.pow(attempt))).await;
+                }
+                Err(s) => return Err(s.into()),
+            }
+        }
+    }
+
+    // ---- admin -------------------------------------------------------------
+
+    pub async fn who_am_i(&self) -> Result<admin::WhoAmIResponse> {
+        self.call(admin::WhoAmIRequest {}, None, |ch, r| async move { AdminServiceClient::new(ch).who_am_i(r).await })
+            .await
+    }
+
+    pub async fn create_tenant(&self, name: &str, idempotency_key: Option<&str>) -> Result<admin::Tenant> {
+        let msg = admin::CreateTenantRequest { name: name.into() };
+        self.call(msg, Some(idempotency_key.unwrap_or("")), |ch, r| async move {
+            AdminServiceClient::new(ch).create_tenant(r).await
+        })
+        .await
+    }
+
+    pub async fn list_tenants(&self, page_token: &str, page_size: u32) -> Result<admin::ListTenantsResponse> {
+        let page = Some(pulse_proto::common::v1::PageRequest { page_size, page_token: page_token.into() });
+        self.call(admin::ListTenantsRequest { page }, None, |ch, r| async move {
+            AdminServiceClient::new(ch).list_tenants(r).await
+        })
+        .await
+    }
+
+    pub async fn create_api_key(&self, tenant_id: &str, name: &str) -> Result<admin::CreateApiKeyResponse> {
+        let msg = admin::CreateApiKeyRequest { tenant_id: tenant_id.into(), name: name.into() };
+        self.call(msg, Some(""), |ch, r| async move { AdminServiceClient::new(ch).create_api_key(r).await }).await
+    }
+
+    pub async fn list_api_keys(&self, tenant_id: &str) -> Result<admin::ListApiKeysResponse> {
+        let msg = admin::ListApiKeysRequest { tenant_id: tenant_id.into(), page: None };
+        self.call(msg, None, |ch, r| async move { AdminServiceClient::new(ch).list_api_keys(r).await }).await
+    }
+
+    pub async fn revoke_api_key(&self, key_id: &str) -> Result<admin::ApiKey> {
+        let msg = admin::RevokeApiKeyRequest { key_id: key_id.into() };
+        self.call(msg, Some(""), |ch, r| async move { AdminServiceClient::new(ch).revoke_api_key(r).await }).await
+    }
+
+    // ---- lineage -----------------------------------------------------------
+
+    /// Records a node (created, or its attributes merged).
+    pub async fn record_node(&self, node: lineage::Node, idempotency_key: Option<&str>) -> Result<lineage::RecordNodeResponse> {
+        let msg = lineage::RecordNodeRequest { node: Some(node) };
+        self.call(msg, Some(idempotency_key.unwrap_or("")), |ch, r| async move {
+            LineageServiceClient::new(ch).record_node(r).await
+        })
+        .await
+    }
+
+    pub async fn record_edge(&self, edge: lineage::Edge, idempotency_key: Option<&str>) -> Result<lineage::RecordEdgeResponse> {
+        let msg = lineage::RecordEdgeRequest { edge: Some(edge) };
+        self.call(msg, Some(idempotency_key.unwrap_or("")), |ch, r| async move {
+            LineageServiceClient::new(ch).record_edge(r).await
+        })
+        .await
+    }
+
+    pub async fn record_batch(
+        &self,
+        nodes: Vec<lineage::Node>,
+        edges: Vec<lineage::Edge>,
+        idempotency_key: Option<&str>,
+    ) -> Result<lineage::RecordBatchResponse> {
+        let msg = lineage::RecordBatchRequest { nodes, edges };
+        self.call(msg, Some(idempotency_key.unwrap_or("")), |ch, r| async move {
+            LineageServiceClient::new(ch).record_batch(r).await
+        })
+        .await
+    }
+
+    pub async fn get_node(&self, id: &str) -> Result<lineage::Node> {
+        let msg = lineage::GetNodeRequest { id: id.into() };
+        self.call(msg, None, |ch, r| async move { LineageServiceClient::new(ch).get_node(r).await }).await
+    }
+
+    pub async fn list_nodes(&self, kind: lineage::NodeKind, page_token: &str, page_size: u32) -> Result<lineage::ListNodesResponse> {
+        let page = Some(pulse_proto::common::v1::PageRequest { page_size, page_token: page_token.into() });
+        let msg = lineage::ListNodesRequest { kind: kind as i32, page };
+        self.call(msg, None, |ch, r| async move { LineageServiceClient::new(ch).list_nodes(r).await }).await
+    }
+
+    pub async fn trace(
+        &self,
+        id: &str,
+        direction: lineage::Direction,
+        max_depth: u32,
+        max_nodes: u32,
+    ) -> Result<lineage::TraceResponse> {
+        let msg = lineage::TraceRequest { id: id.into(), direction: direction as i32, max_depth, max_nodes };
+        self.call(msg, None, |ch, r| async move { LineageServiceClient::new(ch).trace(r).await }).await
+    }
+
+    pub async fn impact(&self, id: &str, max_depth: u32, max_nodes: u32) -> Result<lineage::ImpactResponse> {
+        let msg = lineage::ImpactRequest { id: id.into(), max_depth, max_nodes };
+        self.call(msg, None, |ch, r| async move { LineageServiceClient::new(ch).impact(r).await }).await
+    }
+
+    /// The graph (or the part connected to `root_id`), all chunks gathered.
+    pub async fn export(&self, root_id: &str, max_nodes: u32) -> Result<lineage::ExportChunk> {
+        use futures::StreamExt;
+        let msg = lineage::ExportRequest { root_id: root_id.into(), max_nodes };
+        let mut stream = LineageServiceClient::new(self.channel.clone()).export(self.request(msg, None)?).await?.into_inner();
+        let mut all = lineage::ExportChunk::default();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            all.nodes.extend(chunk.nodes);
+            all.edges.extend(chunk.edges);
+        }
+        Ok(all)
+    }
+}

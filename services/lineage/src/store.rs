@@ -1,0 +1,448 @@
+//! Where the graph lives: PostgreSQL (schema `lineage`) or the embedded
+//! store. Both serialise writers per tenant, so two concurrent edges can
+//! never close a cycle together.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use pulse_common::store::{Db, Migration, PgDb, SqliteDb, StoreError};
+use pulse_common::time::from_millis;
+
+use crate::domain::{Direction, Edge, EdgeWrite, Node, NodeKind, NodeWrite, RecordOutcome, check_link};
+use crate::error::LineageError;
+
+pub const SCHEMA: &str = "lineage";
+
+pub static MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "nodes and edges",
+    postgres: "
+        CREATE TABLE nodes (
+            tenant_id TEXT NOT NULL,
+            id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            attributes JSONB NOT NULL DEFAULT '{}',
+            created_at TIMESTAMPTZ NOT NULL,
+            updated_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (tenant_id, id));
+        CREATE INDEX nodes_kind ON nodes (tenant_id, kind, id);
+        CREATE TABLE edges (
+            tenant_id TEXT NOT NULL,
+            from_id TEXT NOT NULL,
+            to_id TEXT NOT NULL,
+            relation TEXT NOT NULL DEFAULT '',
+            created_at TIMESTAMPTZ NOT NULL,
+            PRIMARY KEY (tenant_id, from_id, to_id),
+            FOREIGN KEY (tenant_id, from_id) REFERENCES nodes (tenant_id, id),
+            FOREIGN KEY (tenant_id, to_id) REFERENCES nodes (tenant_id, id));
+        CREATE INDEX edges_to ON edges (tenant_id, to_id);",
+    sqlite: "
+        CREATE TABLE nodes (
+            tenant_id TEXT NOT NULL,
+            id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            attributes TEXT NOT NULL DEFAULT '{}',
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            PRIMARY KEY (tenant_id, id)) WITHOUT ROWID;
+        CREATE INDEX nodes_kind ON nodes (tenant_id, kind, id);
+        CREATE TABLE edges (
+            tenant_id TEXT NOT NULL,
+            from_id TEXT NOT NULL,
+            to_id TEXT NOT NULL,
+            relation TEXT NOT NULL DEFAULT '',
+            created_at INTEGER NOT NULL,
+            PRIMARY KEY (tenant_id, from_id, to_id),
+            FOREIGN KEY (tenant_id, from_id) REFERENCES nodes (tenant_id, id),
+            FOREIGN KEY (tenant_id, to_id) REFERENCES nodes (tenant_id, id)) WITHOUT ROWID;
+        CREATE INDEX edges_to ON edges (tenant_id, to_id);",
+}];
+
+#[async_trait]
+pub trait LineageStore: Send + Sync + std::fmt::Debug {
+    /// Upserts the nodes (merging attributes; a kind change is refused) and
+    /// adds the edges (endpoints must exist, kinds must link, no cycle), in
+    /// one transaction.
+    async fn record(&self, tenant: &str, nodes: Vec<NodeWrite>, edges: Vec<EdgeWrite>) -> Result<RecordOutcome, LineageError>;
+    async fn node(&self, tenant: &str, id: &str) -> Result<Option<Node>, StoreError>;
+    /// The nodes among `ids` that exist, in any order.
+    async fn nodes(&self, tenant: &str, ids: &[String]) -> Result<Vec<Node>, StoreError>;
+    /// Nodes by id after `after`, optionally of one kind.
+    async fn list(&self, tenant: &str, kind: Option<NodeKind>, after: &str, limit: u32) -> Result<Vec<Node>, StoreError>;
+    /// Edges into (upstream), out of (downstream) or touching (both) `ids`.
+    async fn edges_of(&self, tenant: &str, ids: &[String], direction: Direction) -> Result<Vec<Edge>, StoreError>;
+}
+
+pub fn lineage_store(db: &Db) -> Arc<dyn LineageStore> {
+    match db {
+        Db::Postgres(pg) => Arc::new(PgLineageStore(pg.clone())),
+        Db::Embedded(lite) => Arc::new(SqliteLineageStore(lite.clone())),
+    }
+}
+
+fn kind_of(s: &str) -> Result<NodeKind, StoreError> {
+    NodeKind::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown node kind '{s}'")))
+}
+
+fn attributes_json(a: &BTreeMap<String, String>) -> serde_json::Value {
+    serde_json::Value::Object(a.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect())
+}
+
+fn attributes_from(v: serde_json::Value) -> BTreeMap<String, String> {
+    match v {
+        serde_json::Value::Object(m) => m
+            .into_iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => (k, s),
+                other => (k, other.to_string()),
+            })
+            .collect(),
+        _ => BTreeMap::new(),
+    }
+}
+
+const NODE_COLUMNS: &str = "id, kind, attributes, created_at";
+const EDGE_COLUMNS: &str = "from_id, to_id, relation, created_at";
+
+// ---- PostgreSQL -----------------------------------------------------------
+
+#[derive(Debug)]
+struct PgLineageStore(PgDb);
+
+fn pg_node(r: &tokio_postgres::Row) -> Result<Node, StoreError> {
+    Ok(Node {
+        id: r.get(0),
+        kind: kind_of(r.get(1))?,
+        attributes: attributes_from(r.get(2)),
+        created_at: r.get(3),
+    })
+}
+
+fn pg_edge(r: &tokio_postgres::Row) -> Edge {
+    Edge { from_id: r.get(0), to_id: r.get(1), relation: r.get(2), created_at: r.get(3) }
+}
+
+#[async_trait]
+impl LineageStore for PgLineageStore {
+    async fn record(&self, tenant: &str, nodes: Vec<NodeWrite>, edges: Vec<EdgeWrite>) -> Result<RecordOutcome, LineageError> {
+        let mut client = self.0.client().await?;
+        let tx = client.transaction().await.map_err(StoreError::from)?;
+        let now: DateTime<Utc> = pulse_common::auth::now_millis();
+        tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&format!("lineage:{tenant}")])
+            .await
+            .map_err(StoreError::from)?;
+        let mut out = RecordOutcome::default();
+        if !nodes.is_empty() {
+            // One statement per node: insert, or merge attributes when the
+            // kind matches; no row back means the id is taken by another kind.
+            let upsert = tx
+                .prepare(
+                    "INSERT INTO lineage.nodes (tenant_id, id, kind, attributes, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $5)
+                     ON CONFLICT (tenant_id, id) DO UPDATE
+                        SET attributes = nodes.attributes || EXCLUDED.attributes, updated_at = EXCLUDED.updated_at
+                        WHERE nodes.kind = EXCLUDED.kind
+                     RETURNING (xmax = 0)",
+                )
+                .await
+                .map_err(StoreError::from)?;
+            for n in &nodes {
+                let row = tx
+                    .query_opt(&upsert, &[&tenant, &n.id, &n.kind.as_str(), &attributes_json(&n.attributes), &now])
+                    .await
+                    .map_err(StoreError::from)?;
+                match row {
+                    Some(r) if r.get::<_, bool>(0) => out.nodes_created += 1,
+                    Some(_) => out.nodes_updated += 1,
+                    None => {
+                        let existing: String = tx
+                            .query_one("SELECT kind FROM lineage.nodes WHERE tenant_id = $1 AND id = $2", &[&tenant, &n.id])
+                            .await
+                            .map_err(StoreError::from)?
+                            .get(0);
+                        return Err(LineageError::KindConflict {
+                            id: n.id.clone(),
+                            existing: kind_of(&existing)?.as_str(),
+                            requested: n.kind.as_str(),
+                        });
+                    }
+                }
+            }
+        }
+        if !edges.is_empty() {
+            let ids: Vec<&str> = edges.iter().flat_map(|e| [e.from_id.as_str(), e.to_id.as_str()]).collect();
+            let kinds: HashMap<String, NodeKind> = tx
+                .query("SELECT id, kind FROM lineage.nodes WHERE tenant_id = $1 AND id = ANY($2)", &[&tenant, &ids])
+                .await
+                .map_err(StoreError::from)?
+                .iter()
+                .map(|r| Ok((r.get::<_, String>(0), kind_of(r.get(1))?)))
+                .collect::<Result<_, StoreError>>()?;
+            let insert = tx
+                .prepare(
+                    "INSERT INTO lineage.edges (tenant_id, from_id, to_id, relation, created_at)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                )
+                .await
+                .map_err(StoreError::from)?;
+            let cycle = tx
+                .prepare(
+                    "WITH RECURSIVE down(id) AS (
+                         SELECT $2::text
+                         UNION
+                         SELECT e.to_id FROM lineage.edges e JOIN down d ON e.tenant_id = $1 AND e.from_id = d.id)
+                     SELECT EXISTS (SELECT 1 FROM down WHERE id = $3)",
+                )
+                .await
+                .map_err(StoreError::from)?;
+            for e in &edges {
+                let from_kind = *kinds.get(&e.from_id).ok_or_else(|| LineageError::NodeNotFound(e.from_id.clone()))?;
+                let to_kind = *kinds.get(&e.to_id).ok_or_else(|| LineageError::NodeNotFound(e.to_id.clone()))?;
+                check_link(&e.from_id, from_kind, &e.to_id, to_kind)?;
+                // Checked before the insert: the walk from `to` must not reach `from`.
+                let closes: bool = tx.query_one(&cycle, &[&tenant, &e.to_id, &e.from_id]).await.map_err(StoreError::from)?.get(0);
+                if closes {
+                    return Err(LineageError::Cycle { from: e.from_id.clone(), to: e.to_id.clone() });
+                }
+                let inserted = tx
+                    .execute(&insert, &[&tenant, &e.from_id, &e.to_id, &e.relation, &now])
+                    .await
+                    .map_err(StoreError::from)?;
+                out.edges_created += inserted as u32;
+            }
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(out)
+    }
+
+    async fn node(&self, tenant: &str, id: &str) -> Result<Option<Node>, StoreError> {
+        let c = self.0.client().await?;
+        let row = c
+            .query_opt(&format!("SELECT {NODE_COLUMNS} FROM lineage.nodes WHERE tenant_id = $1 AND id = $2"), &[&tenant, &id])
+            .await?;
+        row.as_ref().map(pg_node).transpose()
+    }
+
+    async fn nodes(&self, tenant: &str, ids: &[String]) -> Result<Vec<Node>, StoreError> {
+        let c = self.0.client().await?;
+        let rows = c
+            .query(&format!("SELECT {NODE_COLUMNS} FROM lineage.nodes WHERE tenant_id = $1 AND id = ANY($2)"), &[&tenant, &ids])
+            .await?;
+        rows.iter().map(pg_node).collect()
+    }
+
+    async fn list(&self, tenant: &str, kind: Option<NodeKind>, after: &str, limit: u32) -> Result<Vec<Node>, StoreError> {
+        let c = self.0.client().await?;
+        let kind = kind.map(|k| k.as_str());
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT {NODE_COLUMNS} FROM lineage.nodes
+                     WHERE tenant_id = $1 AND ($2::text IS NULL OR kind = $2) AND id > $3 ORDER BY id LIMIT $4"
+                ),
+                &[&tenant, &kind, &after, &(limit as i64)],
+            )
+            .await?;
+        rows.iter().map(pg_node).collect()
+    }
+
+    async fn edges_of(&self, tenant: &str, ids: &[String], direction: Direction) -> Result<Vec<Edge>, StoreError> {
+        let c = self.0.client().await?;
+        let filter = match direction {
+            Direction::Upstream => "to_id = ANY($2)",
+            Direction::Downstream => "from_id = ANY($2)",
+            Direction::Both => "(from_id = ANY($2) OR to_id = ANY($2))",
+        };
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT {EDGE_COLUMNS} FROM lineage.edges WHERE tenant_id = $1 AND {filter}
+                     ORDER BY created_at, from_id, to_id"
+                ),
+                &[&tenant, &ids],
+            )
+            .await?;
+        Ok(rows.iter().map(pg_edge).collect())
+    }
+}
+
+// ---- embedded (SQLite) ----------------------------------------------------
+
+#[derive(Debug)]
+struct SqliteLineageStore(SqliteDb);
+
+fn lite_node(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, i64)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn lite_node_into((id, kind, attributes, created): (String, String, String, i64)) -> Result<Node, StoreError> {
+    let attributes = serde_json::from_str(&attributes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(Node { id, kind: kind_of(&kind)?, attributes: attributes_from(attributes), created_at: from_millis(created) })
+}
+
+fn lite_edge(r: &rusqlite::Row<'_>) -> rusqlite::Result<Edge> {
+    Ok(Edge { from_id: r.get(0)?, to_id: r.get(1)?, relation: r.get(2)?, created_at: from_millis(r.get(3)?) })
+}
+
+fn json_ids(ids: &[String]) -> String {
+    serde_json::to_string(ids).expect("strings serialise")
+}
+
+fn record_sqlite(
+    c: &mut rusqlite::Connection,
+    tenant: &str,
+    nodes: &[NodeWrite],
+    edges: &[EdgeWrite],
+) -> Result<RecordOutcome, LineageError> {
+    use rusqlite::OptionalExtension;
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(StoreError::from)?;
+    let now = pulse_common::auth::now_millis().timestamp_millis();
+    let mut out = RecordOutcome::default();
+    {
+        let mut existing_kind = tx.prepare_cached("SELECT kind FROM nodes WHERE tenant_id = ?1 AND id = ?2").map_err(StoreError::from)?;
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO nodes (tenant_id, id, kind, attributes, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+            )
+            .map_err(StoreError::from)?;
+        let mut merge = tx
+            .prepare_cached(
+                "UPDATE nodes SET attributes = json_patch(attributes, ?3), updated_at = ?4 WHERE tenant_id = ?1 AND id = ?2",
+            )
+            .map_err(StoreError::from)?;
+        for n in nodes {
+            let attrs = attributes_json(&n.attributes).to_string();
+            let kind: Option<String> =
+                existing_kind.query_row(rusqlite::params![tenant, n.id], |r| r.get(0)).optional().map_err(StoreError::from)?;
+            match kind {
+                None => {
+                    insert.execute(rusqlite::params![tenant, n.id, n.kind.as_str(), attrs, now]).map_err(StoreError::from)?;
+                    out.nodes_created += 1;
+                }
+                Some(k) if k == n.kind.as_str() => {
+                    merge.execute(rusqlite::params![tenant, n.id, attrs, now]).map_err(StoreError::from)?;
+                    out.nodes_updated += 1;
+                }
+                Some(k) => {
+                    return Err(LineageError::KindConflict { id: n.id.clone(), existing: kind_of(&k)?.as_str(), requested: n.kind.as_str() });
+                }
+            }
+        }
+        let mut cycle = tx
+            .prepare_cached(
+                "WITH RECURSIVE down(id) AS (
+                     SELECT ?2
+                     UNION
+                     SELECT e.to_id FROM edges e JOIN down d ON e.tenant_id = ?1 AND e.from_id = d.id)
+                 SELECT EXISTS (SELECT 1 FROM down WHERE id = ?3)",
+            )
+            .map_err(StoreError::from)?;
+        let mut insert_edge = tx
+            .prepare_cached(
+                "INSERT INTO edges (tenant_id, from_id, to_id, relation, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT DO NOTHING",
+            )
+            .map_err(StoreError::from)?;
+        for e in edges {
+            let from_kind = existing_kind
+                .query_row(rusqlite::params![tenant, e.from_id], |r| r.get::<_, String>(0))
+                .optional()
+                .map_err(StoreError::from)?
+                .ok_or_else(|| LineageError::NodeNotFound(e.from_id.clone()))?;
+            let to_kind = existing_kind
+                .query_row(rusqlite::params![tenant, e.to_id], |r| r.get::<_, String>(0))
+                .optional()
+                .map_err(StoreError::from)?
+                .ok_or_else(|| LineageError::NodeNotFound(e.to_id.clone()))?;
+            check_link(&e.from_id, kind_of(&from_kind)?, &e.to_id, kind_of(&to_kind)?)?;
+            let closes: bool =
+                cycle.query_row(rusqlite::params![tenant, e.to_id, e.from_id], |r| r.get(0)).map_err(StoreError::from)?;
+            if closes {
+                return Err(LineageError::Cycle { from: e.from_id.clone(), to: e.to_id.clone() });
+            }
+            out.edges_created +=
+                insert_edge.execute(rusqlite::params![tenant, e.from_id, e.to_id, e.relation, now]).map_err(StoreError::from)? as u32;
+        }
+    }
+    tx.commit().map_err(StoreError::from)?;
+    Ok(out)
+}
+
+#[async_trait]
+impl LineageStore for SqliteLineageStore {
+    async fn record(&self, tenant: &str, nodes: Vec<NodeWrite>, edges: Vec<EdgeWrite>) -> Result<RecordOutcome, LineageError> {
+        let tenant = tenant.to_string();
+        // The closure's error must be a StoreError; carry domain errors out beside it.
+        let result = self
+            .0
+            .call(move |c| Ok(record_sqlite(c, &tenant, &nodes, &edges)))
+            .await?;
+        result
+    }
+
+    async fn node(&self, tenant: &str, id: &str) -> Result<Option<Node>, StoreError> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        self.0
+            .call(move |c| {
+                use rusqlite::OptionalExtension;
+                let raw = c
+                    .query_row(
+                        &format!("SELECT {NODE_COLUMNS} FROM nodes WHERE tenant_id = ?1 AND id = ?2"),
+                        rusqlite::params![tenant, id],
+                        lite_node,
+                    )
+                    .optional()?;
+                raw.map(lite_node_into).transpose()
+            })
+            .await
+    }
+
+    async fn nodes(&self, tenant: &str, ids: &[String]) -> Result<Vec<Node>, StoreError> {
+        let (tenant, ids) = (tenant.to_string(), json_ids(ids));
+        self.0
+            .call(move |c| {
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT {NODE_COLUMNS} FROM nodes WHERE tenant_id = ?1 AND id IN (SELECT value FROM json_each(?2))"
+                ))?;
+                let raw: Vec<_> = stmt.query_map(rusqlite::params![tenant, ids], lite_node)?.collect::<Result<_, _>>()?;
+                raw.into_iter().map(lite_node_into).collect()
+            })
+            .await
+    }
+
+    async fn list(&self, tenant: &str, kind: Option<NodeKind>, after: &str, limit: u32) -> Result<Vec<Node>, StoreError> {
+        let (tenant, after, kind) = (tenant.to_string(), after.to_string(), kind.map(|k| k.as_str()));
+        self.0
+            .call(move |c| {
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT {NODE_COLUMNS} FROM nodes
+                     WHERE tenant_id = ?1 AND (?2 IS NULL OR kind = ?2) AND id > ?3 ORDER BY id LIMIT ?4"
+                ))?;
+                let raw: Vec<_> = stmt.query_map(rusqlite::params![tenant, kind, after, limit], lite_node)?.collect::<Result<_, _>>()?;
+                raw.into_iter().map(lite_node_into).collect()
+            })
+            .await
+    }
+
+    async fn edges_of(&self, tenant: &str, ids: &[String], direction: Direction) -> Result<Vec<Edge>, StoreError> {
+        let (tenant, ids) = (tenant.to_string(), json_ids(ids));
+        self.0
+            .call(move |c| {
+                let filter = match direction {
+                    Direction::Upstream => "to_id IN (SELECT value FROM json_each(?2))",
+                    Direction::Downstream => "from_id IN (SELECT value FROM json_each(?2))",
+                    Direction::Both => {
+                        "(from_id IN (SELECT value FROM json_each(?2)) OR to_id IN (SELECT value FROM json_each(?2)))"
+                    }
+                };
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT {EDGE_COLUMNS} FROM edges WHERE tenant_id = ?1 AND {filter} ORDER BY created_at, from_id, to_id"
+                ))?;
+                let edges = stmt.query_map(rusqlite::params![tenant, ids], lite_edge)?.collect::<Result<_, _>>()?;
+                Ok(edges)
+            })
+            .await
+    }
+}

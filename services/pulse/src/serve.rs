@@ -1,0 +1,97 @@
+//! `pulse up` and `pulse serve <service>`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use pulse_common::Config;
+use pulse_common::grpc::pending::Pending;
+use pulse_common::host::{AdminKeySource, Hosted, Platform, Server, shutdown_signal};
+use pulse_proto::{datasource, drift, inference, snapshot, trainer};
+
+use crate::cli::{ServeArgs, ServiceName};
+
+async fn hosted(platform: &Platform, service: ServiceName) -> anyhow::Result<Hosted> {
+    // Services whose implementation lands later answer UNIMPLEMENTED, saying so.
+    type Unused = ();
+    Ok(match service {
+        ServiceName::Lineage => pulse_lineage::hosted(platform).await?,
+        ServiceName::Datasource => {
+            Hosted::new(Pending::<datasource::v1::datasource_service_server::DatasourceServiceServer<Unused>>::new())
+        }
+        ServiceName::Snapshot => Hosted::new(Pending::<snapshot::v1::snapshot_service_server::SnapshotServiceServer<Unused>>::new()),
+        ServiceName::Trainer => Hosted::new(Pending::<trainer::v1::trainer_service_server::TrainerServiceServer<Unused>>::new()),
+        ServiceName::Inference => {
+            Hosted::new(Pending::<inference::v1::inference_service_server::InferenceServiceServer<Unused>>::new())
+        }
+        ServiceName::Drift => Hosted::new(Pending::<drift::v1::drift_service_server::DriftServiceServer<Unused>>::new()),
+    })
+}
+
+/// Serves every service (`only` None) or one, until SIGINT or SIGTERM.
+pub async fn run(only: Option<ServiceName>, args: ServeArgs) -> anyhow::Result<()> {
+    let mut config = Config::load()?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(metrics) = args.metrics_listen {
+        config.metrics_listen = metrics;
+    }
+    if let Some(dir) = args.state_dir {
+        config.state_dir = dir;
+    }
+    pulse_common::telemetry::init(&config);
+
+    let platform = Platform::start(config.clone()).await.context("starting the platform")?;
+    let names = match only {
+        Some(s) => vec![s],
+        None => ServiceName::ALL.to_vec(),
+    };
+    let mut services = Vec::new();
+    for name in names {
+        services.push(hosted(&platform, name).await.with_context(|| format!("starting the {name:?} service"))?);
+    }
+    let mut server = Server::bind(&platform, services).await?;
+
+    let tenant_key = config.state_dir.join("default.key");
+    if only.is_none() && config.bootstrap_default_tenant {
+        if let Some(t) = platform.auth.bootstrap_tenant("default", &tenant_key).await? {
+            tracing::info!(tenant_id = %t.id, "created the default tenant");
+        }
+    }
+    print_banner(&platform, &server, only, &tenant_key);
+
+    let stop = server.stopper();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight calls");
+        if let Some(stop) = stop {
+            let _ = stop.send(());
+        }
+    });
+    server.join().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn print_banner(platform: &Platform, server: &Server, only: Option<ServiceName>, tenant_key: &PathBuf) {
+    let what = match only {
+        None => "Pulse is up".to_string(),
+        Some(s) => format!("Pulse {s:?} service is up").to_lowercase().replacen("pulse", "Pulse", 1),
+    };
+    println!("{what}.");
+    println!("  gRPC:       {}  (grpcurl -plaintext {} list)", server.addr, server.addr);
+    match server.metrics_addr {
+        Some(m) => println!("  metrics:    http://{m}/metrics"),
+        None => println!("  metrics:    off"),
+    }
+    println!("  services:   {}", server.services.join(", "));
+    println!("  metadata:   {}", platform.database.describe());
+    println!("  objects:    {}", platform.objects.describe());
+    match &platform.admin_key_source {
+        AdminKeySource::File(path) => println!("  admin key:  {}", path.display()),
+        AdminKeySource::Config => println!("  admin key:  (from configuration: PULSE_ADMIN_KEY / admin_key)"),
+    }
+    if only.is_none() && tenant_key.exists() {
+        println!("  tenant key: {}  (export PULSE_API_KEY=$(cat {}))", tenant_key.display(), tenant_key.display());
+    }
+}
