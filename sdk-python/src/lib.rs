@@ -277,14 +277,14 @@ fn attributes_arg(py: Python<'_>, field: &str, value: Option<&Bound<'_, PyAny>>)
         let key = k
             .cast::<PyString>()
             .map_err(|_| invalid(py, format!("{field}: keys must be str, got {}", type_name(&k))))?
-            .to_str()?
-            .to_string();
+            .to_cow()?
+            .into_owned();
         let text = if let Ok(s) = v.cast::<PyString>() {
-            s.to_str()?.to_string()
+            s.to_cow()?.into_owned()
         } else if let Ok(b) = v.cast::<PyBool>() {
             if b.is_true() { "true" } else { "false" }.to_string()
         } else if v.is_instance_of::<PyInt>() || v.is_instance_of::<PyFloat>() {
-            v.str()?.to_str()?.to_string()
+            v.str()?.to_cow()?.into_owned()
         } else {
             return Err(invalid(py, format!("{field}['{key}']: expected str, int, float or bool, got {}", type_name(&v))));
         };
@@ -311,7 +311,7 @@ impl<'a, 'py> Fields<'a, 'py> {
             .cast::<PyDict>()
             .map_err(|_| invalid(py, format!("{field}: expected a dict, got {}", type_name(item))))?;
         for k in dict.keys() {
-            let known = k.cast::<PyString>().ok().and_then(|s| s.to_str().ok().map(|s| allowed.contains(&s)));
+            let known = k.cast::<PyString>().ok().and_then(|s| s.to_cow().ok().map(|s| allowed.contains(&s.as_ref())));
             if known != Some(true) {
                 return Err(invalid(py, format!("{field}: unknown key {}; expected {}", k.repr()?, allowed.join(", "))));
             }
@@ -324,8 +324,8 @@ impl<'a, 'py> Fields<'a, 'py> {
             Some(v) if !v.is_none() => Ok(v
                 .cast::<PyString>()
                 .map_err(|_| invalid(self.py, format!("{}.{key}: expected str, got {}", self.field, type_name(&v))))?
-                .to_str()?
-                .to_string()),
+                .to_cow()?
+                .into_owned()),
             _ if required => Err(invalid(self.py, format!("{}.{key}: required", self.field))),
             _ => Ok(String::new()),
         }

@@ -59,6 +59,9 @@ pub struct LineageTree {
     root: String,
     nodes: HashMap<String, Node>,
     children: HashMap<String, Vec<String>>,
+    /// Each node's place in the printed tree: the first parent that reaches
+    /// it at its smallest depth from the root.
+    placed_under: HashMap<String, (String, usize)>,
     truncation: Option<String>,
 }
 
@@ -73,14 +76,32 @@ impl LineageTree {
                 children.entry(parent.clone()).or_default().push(child.clone());
             }
         }
-        // Children in the order the server walked them (breadth-first).
-        let order: HashMap<&str, usize> = trace.nodes.iter().enumerate().map(|(i, n)| (n.id.as_str(), i)).collect();
+        // Siblings in pipeline order, nearest stage first (a model's training
+        // run before its snapshot), then by id: the same tree however the
+        // graph was recorded.
         for list in children.values_mut() {
-            list.sort_by_key(|id| order.get(id.as_str()).copied().unwrap_or(usize::MAX));
+            list.sort_by_key(|id| {
+                let stage = nodes.get(id).map(|n| n.kind).unwrap_or_default();
+                (if upstream { -stage } else { stage }, id.clone())
+            });
             list.dedup();
         }
+        // Breadth-first from the root, so a node reached both directly and
+        // through a sibling (a snapshot that fed the model and its run) is
+        // printed once, at its nearest place.
+        let mut placed_under: HashMap<String, (String, usize)> = HashMap::new();
+        let mut queue = std::collections::VecDeque::from([(trace.root_id.clone(), 0usize)]);
+        let mut seen = HashSet::from([trace.root_id.clone()]);
+        while let Some((id, depth)) = queue.pop_front() {
+            for child in children.get(&id).into_iter().flatten() {
+                if seen.insert(child.clone()) {
+                    placed_under.insert(child.clone(), (id.clone(), depth + 1));
+                    queue.push_back((child.clone(), depth + 1));
+                }
+            }
+        }
         let truncation = trace.truncation.as_ref().filter(|t| t.truncated).map(|t| t.reason.clone());
-        Self { root: trace.root_id.clone(), nodes, children, truncation }
+        Self { root: trace.root_id.clone(), nodes, children, placed_under, truncation }
     }
 
     pub fn root(&self) -> &str {
@@ -95,13 +116,25 @@ impl LineageTree {
         self.nodes.is_empty()
     }
 
-    fn write_node(&self, f: &mut fmt::Formatter<'_>, id: &str, prefix: &str, seen: &mut HashSet<String>) -> fmt::Result {
+    fn depth(&self, id: &str) -> usize {
+        self.placed_under.get(id).map(|(_, d)| *d).unwrap_or(0)
+    }
+
+    fn write_node(&self, f: &mut fmt::Formatter<'_>, id: &str, prefix: &str) -> fmt::Result {
         let Some(node) = self.nodes.get(id) else { return Ok(()) };
         let mut lines: Vec<Line<'_>> = Vec::new();
         let (before, after) = extras(node);
         lines.extend(before.into_iter().map(Line::Text));
         for child in self.children.get(id).into_iter().flatten() {
-            lines.push(Line::Node(child));
+            match self.placed_under.get(child) {
+                Some((parent, _)) if parent == id => lines.push(Line::Node(child)),
+                // Another parent at the same level: say where it is printed.
+                Some((parent, depth)) if *depth == self.depth(id) + 1 => {
+                    lines.push(Line::Text(format!("{} (see under {parent})", label(&self.nodes[child]))))
+                }
+                // Printed nearer the root already.
+                _ => {}
+            }
         }
         lines.extend(after.into_iter().map(Line::Text));
         let count = lines.len();
@@ -111,13 +144,8 @@ impl LineageTree {
             match line {
                 Line::Text(text) => writeln!(f, "{prefix}{branch}{text}")?,
                 Line::Node(child) => {
-                    let child_node = &self.nodes[child];
-                    if !seen.insert(child.clone()) {
-                        writeln!(f, "{prefix}{branch}{} (shown above)", label(child_node))?;
-                        continue;
-                    }
-                    writeln!(f, "{prefix}{branch}{}", label(child_node))?;
-                    self.write_node(f, child, &format!("{prefix}{indent}"), seen)?;
+                    writeln!(f, "{prefix}{branch}{}", label(&self.nodes[child]))?;
+                    self.write_node(f, child, &format!("{prefix}{indent}"))?;
                 }
             }
         }
@@ -136,8 +164,7 @@ impl fmt::Display for LineageTree {
             return writeln!(f, "{} (not found)", self.root);
         };
         writeln!(f, "{}", label(root))?;
-        let mut seen = HashSet::from([self.root.clone()]);
-        self.write_node(f, &self.root, "", &mut seen)?;
+        self.write_node(f, &self.root, "")?;
         if let Some(reason) = &self.truncation {
             writeln!(f, "… truncated: {reason}")?;
         }
@@ -360,6 +387,7 @@ Prediction: pred_abc123
 
     #[test]
     fn shared_ancestors_print_once_and_truncation_is_said() {
+        // b feeds c directly and through a: shown once, under c.
         let trace = TraceResponse {
             root_id: "c".into(),
             direction: Direction::Upstream as i32,
@@ -373,9 +401,31 @@ Prediction: pred_abc123
             depth_reached: 2,
         };
         let text = LineageTree::new(&trace).to_string();
-        assert!(text.contains("(shown above)"), "{text}");
-        assert_eq!(text.matches("Snapshot: d@1").count(), 2, "{text}");
-        assert!(text.ends_with("… truncated: depth limit 2 reached\n"), "{text}");
+        assert_eq!(
+            text,
+            "Model: m@1\n├── Training run: a\n└── Snapshot: d@1\n… truncated: depth limit 2 reached\n",
+        );
+
+        // s feeds two runs at the same level: printed under the first, pointed
+        // to from the second.
+        let trace = TraceResponse {
+            root_id: "m".into(),
+            direction: Direction::Upstream as i32,
+            nodes: vec![
+                node("m", NodeKind::ModelVersion, &[("model", "m"), ("version", "2")]),
+                node("r1", NodeKind::TrainingRun, &[]),
+                node("r2", NodeKind::TrainingRun, &[]),
+                node("s", NodeKind::DatasetVersion, &[("dataset", "d"), ("version", "3")]),
+            ],
+            edges: vec![edge("r1", "m"), edge("r2", "m"), edge("s", "r1"), edge("s", "r2")],
+            truncation: None,
+            depth_reached: 2,
+        };
+        let text = LineageTree::new(&trace).to_string();
+        assert_eq!(
+            text,
+            "Model: m@2\n├── Training run: r1\n│   └── Snapshot: d@3\n└── Training run: r2\n    └── Snapshot: d@3 (see under r1)\n",
+        );
     }
 
     #[test]

@@ -130,3 +130,71 @@ pub async fn postgres_backend() -> Backend {
 }
 
 pub type SharedObjects = Arc<dyn crate::objects::ObjectStore>;
+
+/// A real server on 127.0.0.1:0 (gRPC and metrics) over a temporary state
+/// directory, with embedded storage or a fresh PostgreSQL database, and two
+/// tenants with a key each. Dropping it stops the server and removes both.
+pub struct Sandbox {
+    pub server: crate::host::Server,
+    pub platform: crate::host::Platform,
+    pub endpoint: String,
+    pub metrics_url: String,
+    pub admin_key: String,
+    /// Tenant "acme" and its key.
+    pub tenant_a: (String, String),
+    /// Tenant "globex" and its key.
+    pub tenant_b: (String, String),
+    _dir: tempfile::TempDir,
+    _database: Option<TestDatabase>,
+}
+
+impl Sandbox {
+    /// Starts the services `make` returns; `postgres` picks the backend;
+    /// `tune` adjusts the configuration first.
+    pub async fn start<F, Fut>(postgres: bool, tune: impl FnOnce(&mut Config), make: F) -> Self
+    where
+        F: FnOnce(crate::host::Platform) -> Fut,
+        Fut: std::future::Future<Output = Vec<crate::host::Hosted>>,
+    {
+        let (mut config, dir) = embedded_config();
+        let database = if postgres { Some(TestDatabase::create().await) } else { None };
+        config.database_url = database.as_ref().map(|d| d.url.clone());
+        tune(&mut config);
+        let admin_key = config.admin_key.clone().unwrap_or_default();
+        let platform = crate::host::Platform::start(config).await.expect("platform starts");
+        let services = make(platform.clone()).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = crate::host::Server::start(&platform, services, listener, Some(metrics)).await.expect("server starts");
+        let tenant = async |name: &str| {
+            let t = platform.auth.create_tenant(name).await.unwrap();
+            let (_, secret) = platform.auth.create_key(&t.id, "tests").await.unwrap();
+            (t.id, secret)
+        };
+        let tenant_a = tenant("acme").await;
+        let tenant_b = tenant("globex").await;
+        Self {
+            endpoint: format!("http://{}", server.addr),
+            metrics_url: format!("http://{}/metrics", server.metrics_addr.unwrap()),
+            server,
+            platform,
+            admin_key,
+            tenant_a,
+            tenant_b,
+            _dir: dir,
+            _database: database,
+        }
+    }
+
+    /// The `/metrics` page.
+    pub async fn metrics(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.server.metrics_addr.expect("metrics are on");
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").await.unwrap();
+        let mut page = String::new();
+        stream.read_to_string(&mut page).await.unwrap();
+        assert!(page.starts_with("HTTP/1.0 200") || page.starts_with("HTTP/1.1 200"), "{page}");
+        page
+    }
+}

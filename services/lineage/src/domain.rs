@@ -176,6 +176,14 @@ pub fn check_node(field: &str, id: &str, kind: NodeKind, attributes: &BTreeMap<S
     Ok(())
 }
 
+fn check_edge(field: &str, e: &EdgeWrite) -> Result<(), LineageError> {
+    check_edge_ids(field, &e.from_id, &e.to_id)?;
+    if e.relation.len() > 64 {
+        return Err(LineageError::invalid(format!("{field}.relation"), "at most 64 characters"));
+    }
+    Ok(())
+}
+
 pub fn check_edge_ids(field: &str, from: &str, to: &str) -> Result<(), LineageError> {
     check_node_id(&format!("{field}.from_id"), from)?;
     check_node_id(&format!("{field}.to_id"), to)?;
@@ -272,17 +280,31 @@ impl Lineage {
             check_node(&format!("nodes[{i}]"), &n.id, n.kind, &n.attributes)?;
         }
         for (i, e) in edges.iter().enumerate() {
-            check_edge_ids(&format!("edges[{i}]"), &e.from_id, &e.to_id)?;
-            if e.relation.len() > 64 {
-                return Err(LineageError::invalid(format!("edges[{i}].relation"), "at most 64 characters"));
-            }
+            check_edge(&format!("edges[{i}]"), e)?;
         }
         self.store.record(tenant, nodes, edges).await
+    }
+
+    /// Records one node; errors name the field `node`.
+    pub async fn record_node(&self, tenant: &str, node: NodeWrite) -> Result<RecordOutcome, LineageError> {
+        check_node("node", &node.id, node.kind, &node.attributes)?;
+        self.store.record(tenant, vec![node], vec![]).await
+    }
+
+    /// Records one edge; errors name the field `edge`.
+    pub async fn record_edge(&self, tenant: &str, edge: EdgeWrite) -> Result<RecordOutcome, LineageError> {
+        check_edge("edge", &edge)?;
+        self.store.record(tenant, vec![], vec![edge]).await
     }
 
     pub async fn node(&self, tenant: &str, id: &str) -> Result<Node, LineageError> {
         check_node_id("id", id)?;
         self.store.node(tenant, id).await?.ok_or_else(|| LineageError::NodeNotFound(id.into()))
+    }
+
+    pub async fn edge(&self, tenant: &str, from: &str, to: &str) -> Result<Option<Edge>, LineageError> {
+        let into = self.store.edges_of(tenant, &[to.to_string()], Direction::Upstream).await?;
+        Ok(into.into_iter().find(|e| e.from_id == from))
     }
 
     pub async fn list(&self, tenant: &str, kind: Option<NodeKind>, page_token: &str, page_size: u32) -> Result<(Vec<Node>, String), LineageError> {

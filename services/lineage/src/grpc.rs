@@ -37,7 +37,7 @@ impl LineageService for LineageGrpc {
         let pb::RecordNodeRequest { node } = req.into_inner();
         let node = node_write("node", node).map_err(status)?;
         let id = node.id.clone();
-        let outcome = self.lineage.record(&tenant, vec![node], vec![]).await.map_err(status)?;
+        let outcome = self.lineage.record_node(&tenant, node).await.map_err(status)?;
         let stored = self.lineage.node(&tenant, &id).await.map_err(status)?;
         Ok(Response::new(pb::RecordNodeResponse { node: Some(node_pb(stored)), created: outcome.nodes_created == 1 }))
     }
@@ -46,15 +46,12 @@ impl LineageService for LineageGrpc {
         let tenant = tenant(&req)?;
         let pb::RecordEdgeRequest { edge } = req.into_inner();
         let edge = edge_write("edge", edge).map_err(status)?;
-        let outcome = self.lineage.record(&tenant, vec![], vec![edge.clone()]).await.map_err(status)?;
+        let outcome = self.lineage.record_edge(&tenant, edge.clone()).await.map_err(status)?;
         let stored = self
             .lineage
-            .trace(&tenant, &edge.to_id, crate::domain::Direction::Upstream, 1, crate::domain::MAX_NODES)
+            .edge(&tenant, &edge.from_id, &edge.to_id)
             .await
             .map_err(status)?
-            .edges
-            .into_iter()
-            .find(|e| e.from_id == edge.from_id && e.to_id == edge.to_id)
             .ok_or_else(|| Status::internal("the recorded edge could not be read back"))?;
         Ok(Response::new(pb::RecordEdgeResponse { edge: Some(edge_pb(stored)), created: outcome.edges_created == 1 }))
     }
