@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from graph import chain, record_chain
+from graph import record_chain
 
 import pulse
 
@@ -140,15 +140,22 @@ def test_impact(client: pulse.Client, uid: str) -> None:
 
 def test_record_node_and_edge_one_by_one(client: pulse.Client, uid: str) -> None:
     ds, ex = f"ds1_{uid}", f"ex1_{uid}"
-    first = client.record_lineage_node(ds, "datasource", {"name": "crm", "connector": "mysql"})
+    first = client.record_lineage_node(ds, "datasource", {"name": "crm", "connector": "mysql", "owner": "sales"})
     assert first["created"] is True
     assert first["node"]["id"] == ds and first["node"]["kind"] == "datasource"
-    assert first["node"]["attributes"] == {"name": "crm", "connector": "mysql"}
+    assert first["node"]["attributes"] == {"name": "crm", "connector": "mysql", "owner": "sales"}
 
-    # Recording again merges attributes; numbers are sent as text.
-    again = client.record_lineage_node(ds, "DATASOURCE", {"rows_hint": 1200})
+    # Recording again merges attributes (`owner` stays); numbers and
+    # booleans are sent as text.
+    again = client.record_lineage_node(ds, "DATASOURCE", {"name": "crm", "connector": "mysql", "rows_hint": 1200, "pii": True})
     assert again["created"] is False
-    assert client.get_lineage_node(ds)["attributes"] == {"name": "crm", "connector": "mysql", "rows_hint": "1200"}
+    assert client.get_lineage_node(ds)["attributes"] == {
+        "name": "crm",
+        "connector": "mysql",
+        "owner": "sales",
+        "rows_hint": "1200",
+        "pii": "true",
+    }
 
     client.record_lineage_node(ex, "extraction", {"mode": "incremental"})
     edge = client.record_lineage_edge(ds, ex, "extracted")
@@ -206,7 +213,3 @@ def test_export_around_a_root(client: pulse.Client, uid: str) -> None:
     assert set(g.ids) | set(other.ids) <= ids
     assert edge_set(g.edges) | edge_set(other.edges) <= edge_set(everything["edges"])
 
-
-def test_chain_helper_ids_are_unique_per_test(uid: str) -> None:
-    # Guards the fixtures: two chains never share a node id.
-    assert not set(chain(uid).ids) & set(chain(uid + "b").ids)

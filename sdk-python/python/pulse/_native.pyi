@@ -4,17 +4,37 @@ Import ``pulse`` rather than this module: ``pulse.Client`` wraps
 ``_native.Client`` with the same methods and fuller documentation.
 """
 
-from typing import Iterable, Mapping, Optional, TypedDict, Union, final
+from typing import Iterable, Mapping, Optional, TypedDict, Union, final, type_check_only
+
+__all__ = [
+    "__version__",
+    "DEFAULT_ENDPOINT",
+    "Client",
+    "Trace",
+    "PulseError",
+    "InvalidArgument",
+    "NotFound",
+    "AlreadyExists",
+    "PermissionDenied",
+    "Unauthenticated",
+    "FailedPrecondition",
+    "Aborted",
+    "ResourceExhausted",
+    "Unavailable",
+    "Unimplemented",
+    "Internal",
+]
 
 __version__: str
 DEFAULT_ENDPOINT: str
 
-AttributeValue = Union[str, int, float, bool]
+AttributeValue = Union[str, int, float, bool]  # typing only, not at runtime
 """Attribute values are text on the wire; numbers and booleans are converted
 (``True`` → ``"true"``)."""
 
 # ---- answers -------------------------------------------------------------------
 
+@type_check_only
 class Node(TypedDict):
     """A lineage node."""
 
@@ -25,6 +45,7 @@ class Node(TypedDict):
     created_at: Optional[str]
     """RFC 3339 / ISO 8601, UTC."""
 
+@type_check_only
 class Edge(TypedDict):
     """A lineage edge; it points downstream, from the input to what was made from it."""
 
@@ -33,30 +54,36 @@ class Edge(TypedDict):
     relation: str
     created_at: Optional[str]
 
+@type_check_only
 class RecordNodeResult(TypedDict):
     node: Node
     created: bool
     """False when the node existed and its attributes were merged."""
 
+@type_check_only
 class RecordEdgeResult(TypedDict):
     edge: Edge
     created: bool
     """False when the edge already existed."""
 
+@type_check_only
 class RecordBatchResult(TypedDict):
     nodes_created: int
     nodes_updated: int
     edges_created: int
 
+@type_check_only
 class NodePage(TypedDict):
     nodes: list[Node]
     next_page_token: str
     """Empty on the last page."""
 
+@type_check_only
 class ModelVersionRef(TypedDict):
     model: str
     version: int
 
+@type_check_only
 class Impact(TypedDict):
     root: Optional[Node]
     affected: list[Node]
@@ -68,25 +95,30 @@ class Impact(TypedDict):
     truncated: bool
     truncation_reason: Optional[str]
 
+@type_check_only
 class Export(TypedDict):
     nodes: list[Node]
     edges: list[Edge]
 
+@type_check_only
 class WhoAmI(TypedDict):
     tenant_id: str
     """Empty for the admin key."""
     key_id: str
     admin: bool
 
+@type_check_only
 class Tenant(TypedDict):
     id: str
     name: str
     created_at: Optional[str]
 
+@type_check_only
 class TenantPage(TypedDict):
     tenants: list[Tenant]
     next_page_token: str
 
+@type_check_only
 class ApiKey(TypedDict):
     id: str
     tenant_id: str
@@ -95,6 +127,7 @@ class ApiKey(TypedDict):
     revoked_at: Optional[str]
     """None while the key is valid."""
 
+@type_check_only
 class NewApiKey(TypedDict):
     key: ApiKey
     secret: str
@@ -102,19 +135,23 @@ class NewApiKey(TypedDict):
 
 # ---- requests -------------------------------------------------------------------
 
+@type_check_only
 class _NodeSpecRequired(TypedDict):
     id: str
     kind: str
 
+@type_check_only
 class NodeSpec(_NodeSpecRequired, total=False):
     """A node to record: ``{"id", "kind", "attributes"}``."""
 
     attributes: Mapping[str, AttributeValue]
 
+@type_check_only
 class _EdgeSpecRequired(TypedDict):
     from_id: str
     to_id: str
 
+@type_check_only
 class EdgeSpec(_EdgeSpecRequired, total=False):
     """An edge to record: ``{"from_id", "to_id", "relation"}``."""
 

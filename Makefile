@@ -1,0 +1,47 @@
+# Pulse: `make up` runs everything with embedded defaults; `make test` runs
+# the whole suite against real PostgreSQL, a real S3-compatible server and
+# real gRPC servers.
+
+SHELL := /bin/bash
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/pulse-target
+PULSE := $(CARGO_TARGET_DIR)/debug/pulse
+VENV ?= .venv
+
+.PHONY: up build test test-rust test-python bench bench-lineage sdk fmt clippy clean-state
+
+## Build and run all six services in one process (state under .pulse/).
+up: build
+	$(PULSE) up
+
+build:
+	cargo build -p pulse
+
+## Everything: Rust tests (PostgreSQL, S3-compatible server), SDK build, pytest.
+test:
+	bash scripts/test.sh all
+
+test-rust:
+	bash scripts/test.sh rust
+
+test-python:
+	bash scripts/test.sh python
+
+## The Python SDK into $(VENV) (development build, shared target directory).
+sdk:
+	bash scripts/test.sh sdk
+
+## Benchmarks (results and commands in docs/benchmarks.md).
+bench: bench-lineage
+
+bench-lineage:
+	bash scripts/test.sh bench-lineage
+
+fmt:
+	cargo fmt --all
+
+clippy:
+	cargo clippy --workspace --exclude pulse-python --all-targets
+
+## Forget the local state of `make up` (embedded database, objects, keys).
+clean-state:
+	rm -rf .pulse

@@ -1,0 +1,194 @@
+//! `pulse up` as a user runs it: a real process with zero configuration in
+//! an empty directory, driven by the `pulse` CLI and a reflection client,
+//! stopped with SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pulse_client::Client;
+use pulse_proto::lineage::v1::{Edge, Node, NodeKind};
+
+const PULSE: &str = env!("CARGO_BIN_EXE_pulse");
+
+struct Up {
+    child: Child,
+    dir: tempfile::TempDir,
+    grpc: String,
+    metrics: String,
+    banner: String,
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+fn start() -> Up {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(PULSE)
+        .args(["up", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env_remove("PULSE_DATABASE_URL")
+        .env_remove("PULSE_S3_BUCKET")
+        .env_remove("PULSE_ADMIN_KEY")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("pulse starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut banner = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !banner.contains("tenant key:") {
+        assert!(Instant::now() < deadline, "pulse up did not print its banner:\n{banner}");
+        match lines.next() {
+            Some(Ok(line)) => {
+                banner.push_str(&line);
+                banner.push('\n');
+            }
+            _ => panic!("pulse up exited before its banner:\n{banner}"),
+        }
+    }
+    let field = |name: &str| {
+        banner
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(name).map(|r| r.split_whitespace().next().unwrap().to_string()))
+            .unwrap_or_else(|| panic!("no {name} in\n{banner}"))
+    };
+    let grpc = field("gRPC:");
+    let metrics = field("metrics:");
+    Up { child, dir, grpc, metrics, banner }
+}
+
+fn cli(up: &Up, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(PULSE)
+        .args(args)
+        .current_dir(up.dir.path())
+        .env("PULSE_ENDPOINT", format!("http://{}", up.grpc))
+        .env_remove("PULSE_API_KEY")
+        .env_remove("PULSE_ADMIN_KEY")
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+fn node(id: &str, kind: NodeKind, attrs: &[(&str, &str)]) -> Node {
+    Node { id: id.into(), kind: kind as i32, attributes: attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), created_at: None }
+}
+
+fn edge(from: &str, to: &str) -> Edge {
+    Edge { from_id: from.into(), to_id: to.into(), relation: String::new(), created_at: None }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulse_up_serves_lists_traces_and_stops_cleanly() {
+    let up = start();
+    assert!(up.banner.contains("admin key:  .pulse/admin.key"), "{}", up.banner);
+    assert!(up.banner.contains("metadata:   embedded"), "{}", up.banner);
+    let key = std::fs::read_to_string(up.dir.path().join(".pulse/default.key")).unwrap();
+
+    // Reflection lists all six services, health and reflection.
+    let channel = pulse_proto::tonic::transport::Endpoint::from_shared(format!("http://{}", up.grpc)).unwrap().connect().await.unwrap();
+    use tonic_reflection::pb::v1alpha::{ServerReflectionRequest, server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest, server_reflection_response::MessageResponse};
+    let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let mut stream = ServerReflectionClient::new(channel).server_reflection_info(futures::stream::iter([req])).await.unwrap().into_inner();
+    let listed: Vec<String> = match stream.message().await.unwrap().unwrap().message_response.unwrap() {
+        MessageResponse::ListServicesResponse(l) => l.service.into_iter().map(|s| s.name).collect(),
+        other => panic!("{other:?}"),
+    };
+    for service in ["datasource", "snapshot", "trainer", "inference", "lineage", "drift"] {
+        let cap = format!("{}{}", service[..1].to_uppercase(), &service[1..]);
+        let name = format!("pulse.{service}.v1.{cap}Service");
+        assert!(listed.contains(&name), "{name} not in {listed:?}");
+    }
+    assert!(listed.iter().any(|s| s == "grpc.health.v1.Health"));
+    assert!(listed.iter().any(|s| s == "grpc.reflection.v1alpha.ServerReflection"));
+
+    // Record a graph with the client, print it with the CLI.
+    let client = Client::connect(&up.grpc, Some(key.trim())).await.unwrap();
+    client
+        .record_batch(
+            vec![
+                node("ds_tx", NodeKind::Datasource, &[("name", "transactions-db"), ("connector", "postgres")]),
+                node("dsv_orders_7", NodeKind::DatasetVersion, &[("dataset", "orders"), ("version", "7"), ("rows", "1247832"), ("sha256", "e3b0c44298fc")]),
+                node("run_xyz789", NodeKind::TrainingRun, &[("started_at", "2026-01-15T02:00:00Z"), ("finished_at", "2026-01-15T02:04:32Z"), ("metric.accuracy", "0.9847"), ("metric.f1", "0.9621")]),
+                node("mv_fraud_3", NodeKind::ModelVersion, &[("model", "fraud-detector"), ("version", "3"), ("sha256", "def4567890")]),
+                node("pred_abc123", NodeKind::Prediction, &[("input_sha256", "a9f2d4aa"), ("output_sha256", "7c8b1abb")]),
+            ],
+            vec![
+                edge("ds_tx", "dsv_orders_7"),
+                edge("dsv_orders_7", "run_xyz789"),
+                edge("dsv_orders_7", "mv_fraud_3"),
+                edge("run_xyz789", "mv_fraud_3"),
+                edge("mv_fraud_3", "pred_abc123"),
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    let (ok, out, err) = cli(&up, &["lineage", "pred_abc123"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        "\
+Prediction: pred_abc123
+├── Model: fraud-detector@3 (sha256:def456…)
+│   ├── Training run: run_xyz789  started 2026-01-15T02:00:00Z  duration 4m32s
+│   │   └── Metrics: accuracy 0.9847, f1 0.9621
+│   └── Snapshot: orders@7  rows 1,247,832  sha256:e3b0c4…
+│       └── Datasource: transactions-db (postgres)
+├── Input sha256:a9f2d4…
+└── Output sha256:7c8b1a…
+"
+    );
+    let (ok, out, _) = cli(&up, &["impact", "ds_tx"]);
+    assert!(ok && out.contains("model fraud-detector@3"), "{out}");
+    let (ok, _, err) = cli(&up, &["lineage", "nope"]);
+    assert!(!ok && err.contains("NOT_FOUND"), "{err}");
+
+    // Admin commands use the generated admin key.
+    let (ok, out, err) = cli(&up, &["admin", "create-tenant", "acme"]);
+    assert!(ok, "{err}");
+    let tenant = out.split_whitespace().next().unwrap().to_string();
+    let (ok, secret, err) = cli(&up, &["admin", "create-key", &tenant]);
+    assert!(ok, "{err}");
+    let (ok, out, _) = cli(&up, &["whoami", "--api-key", secret.trim()]);
+    assert!(ok && out.contains(&tenant), "{out}");
+    let (ok, out, _) = cli(&up, &["admin", "tenants"]);
+    assert!(ok && out.contains("default") && out.contains("acme"), "{out}");
+
+    // The calls above are counted, by method and code.
+    let metrics = reqwest_free_get(&up.metrics).await;
+    assert!(metrics.contains(r#"pulse_grpc_requests_total{code="OK",method="Trace",service="pulse.lineage.v1.LineageService"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"pulse_grpc_requests_total{code="NOT_FOUND",method="Trace",service="pulse.lineage.v1.LineageService"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"method="CreateTenant""#), "{metrics}");
+
+    // SIGTERM: a clean exit.
+    let mut up = up;
+    let pid = up.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = up.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "pulse did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let mut log = String::new();
+    std::io::Read::read_to_string(up.child.stderr.as_mut().unwrap(), &mut log).unwrap();
+    assert!(log.contains("stopped"), "{log}");
+}
+
+async fn reqwest_free_get(url: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_once('/').unwrap();
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    s.write_all(format!("GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes()).await.unwrap();
+    let mut page = String::new();
+    s.read_to_string(&mut page).await.unwrap();
+    page
+}
