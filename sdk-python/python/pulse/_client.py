@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Union
 
 from pulse import _native
 
@@ -207,8 +207,8 @@ class Client:
 
     def record_lineage(
         self,
-        nodes: Iterable[NodeSpec] = (),
-        edges: Iterable[EdgeSpec] = (),
+        nodes: Iterable[Union[NodeSpec, Mapping[str, Any]]] = (),
+        edges: Iterable[Union[EdgeSpec, Mapping[str, Any]]] = (),
         idempotency_key: str | None = None,
     ) -> RecordBatchResult:
         """Record many nodes and edges in one atomic call: all or none.

@@ -4,7 +4,7 @@ Import ``pulse`` rather than this module: ``pulse.Client`` wraps
 ``_native.Client`` with the same methods and fuller documentation.
 """
 
-from typing import Iterable, Mapping, Optional, TypedDict, Union, final, type_check_only
+from typing import Any, Iterable, Mapping, Optional, TypedDict, Union, final, type_check_only
 
 __all__ = [
     "__version__",
@@ -251,8 +251,8 @@ class Client:
         """Records an edge; one that would close a cycle raises :class:`FailedPrecondition`."""
     def record_lineage(
         self,
-        nodes: Optional[Iterable[NodeSpec]] = None,
-        edges: Optional[Iterable[EdgeSpec]] = None,
+        nodes: Optional[Iterable[Union[NodeSpec, Mapping[str, Any]]]] = None,
+        edges: Optional[Iterable[Union[EdgeSpec, Mapping[str, Any]]]] = None,
         idempotency_key: Optional[str] = None,
     ) -> RecordBatchResult:
         """Records nodes and edges atomically: all or none."""
