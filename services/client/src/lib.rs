@@ -15,7 +15,7 @@ use pulse_proto::tonic::metadata::MetadataValue;
 use pulse_proto::tonic::transport::{Channel, Endpoint};
 use pulse_proto::tonic::{Code, Request};
 
-pub use error::ClientError;
+pub use error::{ClientError, code_name};
 pub use pulse_proto;
 pub use tree::{LineageTree, kind_name, parse_kind};
 

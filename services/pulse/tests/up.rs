@@ -192,3 +192,37 @@ async fn reqwest_free_get(url: &str) -> String {
     s.read_to_string(&mut page).await.unwrap();
     page
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulse_serve_runs_one_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(PULSE)
+        .args(["serve", "trainer", "--listen", "127.0.0.1:0", "--metrics-listen", ""])
+        .current_dir(dir.path())
+        .env_remove("PULSE_DATABASE_URL")
+        .env_remove("PULSE_S3_BUCKET")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let grpc = loop {
+        let line = lines.next().expect("banner").unwrap();
+        if let Some(rest) = line.trim().strip_prefix("gRPC:") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let channel = pulse_proto::tonic::transport::Endpoint::from_shared(format!("http://{grpc}")).unwrap().connect().await.unwrap();
+    use tonic_reflection::pb::v1::{ServerReflectionRequest, server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest, server_reflection_response::MessageResponse};
+    let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let mut stream = ServerReflectionClient::new(channel).server_reflection_info(futures::stream::iter([req])).await.unwrap().into_inner();
+    let listed: Vec<String> = match stream.message().await.unwrap().unwrap().message_response.unwrap() {
+        MessageResponse::ListServicesResponse(l) => l.service.into_iter().map(|s| s.name).collect(),
+        other => panic!("{other:?}"),
+    };
+    assert!(listed.contains(&"pulse.trainer.v1.TrainerService".to_string()), "{listed:?}");
+    assert!(!listed.iter().any(|s| s.starts_with("pulse.lineage")), "only the trainer is served: {listed:?}");
+    // No default tenant outside `pulse up`.
+    assert!(!dir.path().join(".pulse/default.key").exists());
+    let _ = child.kill();
+}
