@@ -44,7 +44,7 @@ need_venv() {
     python3 -m venv "$VENV" || die "python3 -m venv failed: install the venv module (Debian: apt-get install python3-venv)"
   fi
   local missing=()
-  "$VENV/bin/python" -c 'import maturin' 2>/dev/null || missing+=("maturin>=1.9,<2")
+  "$VENV/bin/python" -c 'import maturin' 2>/dev/null || missing+=("maturin>=1.9.4,<2")
   "$VENV/bin/python" -c 'import pytest' 2>/dev/null || missing+=("pytest>=8")
   "$VENV/bin/python" -c 'import moto.server, flask_cors' 2>/dev/null || missing+=("moto[server]>=5.0")
   if [ ${#missing[@]} -gt 0 ]; then

@@ -12,7 +12,7 @@
 //!
 //! The pure-Python package `pulse` wraps this module; users import `pulse`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -22,7 +22,7 @@ use pulse_client::pulse_proto::lineage::v1 as lineage;
 use pulse_client::pulse_proto::lineage::v1::{Direction, NodeKind};
 use pulse_client::pulse_proto::prost_types::Timestamp;
 use pulse_client::pulse_proto::tonic::Code;
-use pulse_client::{ClientError, LineageTree, kind_name, parse_kind};
+use pulse_client::{ClientError, LineageTree, code_name, kind_name, parse_kind};
 use pyo3::exceptions::{PyException, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString};
@@ -102,29 +102,6 @@ pyo3::create_exception!(
     PulseError,
     "A fault inside the server; its log has the details."
 );
-
-/// The upper-case gRPC name of a code, e.g. `NOT_FOUND`.
-fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "CANCELLED",
-        Code::Unknown => "UNKNOWN",
-        Code::InvalidArgument => "INVALID_ARGUMENT",
-        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
-        Code::NotFound => "NOT_FOUND",
-        Code::AlreadyExists => "ALREADY_EXISTS",
-        Code::PermissionDenied => "PERMISSION_DENIED",
-        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
-        Code::FailedPrecondition => "FAILED_PRECONDITION",
-        Code::Aborted => "ABORTED",
-        Code::OutOfRange => "OUT_OF_RANGE",
-        Code::Unimplemented => "UNIMPLEMENTED",
-        Code::Internal => "INTERNAL",
-        Code::Unavailable => "UNAVAILABLE",
-        Code::DataLoss => "DATA_LOSS",
-        Code::Unauthenticated => "UNAUTHENTICATED",
-    }
-}
 
 /// The exception for `code`, with `str(e)` = `text` and the attributes
 /// `code` and `message`.
@@ -364,15 +341,19 @@ fn direction_arg(py: Python<'_>, direction: &str) -> PyResult<Direction> {
     }
 }
 
+/// Attributes in key order. They are collected into whatever map type the
+/// generated `Node` uses (`HashMap` today).
+type Attributes = BTreeMap<String, String>;
+
 /// A `dict[str, str]` of attributes. Numbers and booleans are accepted and
 /// written as text (`True` → "true"), since attributes are strings on the wire.
 fn attributes_arg(
     py: Python<'_>,
     field: &str,
     value: Option<&Bound<'_, PyAny>>,
-) -> PyResult<HashMap<String, String>> {
+) -> PyResult<Attributes> {
     let Some(value) = value.filter(|v| !v.is_none()) else {
-        return Ok(HashMap::new());
+        return Ok(Attributes::new());
     };
     let dict = value.cast::<PyDict>().map_err(|_| {
         invalid(
@@ -383,7 +364,7 @@ fn attributes_arg(
             ),
         )
     })?;
-    let mut out = HashMap::with_capacity(dict.len());
+    let mut out = Attributes::new();
     for (k, v) in dict.iter() {
         let key = k
             .cast::<PyString>()
@@ -480,7 +461,7 @@ impl<'a, 'py> Fields<'a, 'py> {
         }
     }
 
-    fn attributes(&self) -> PyResult<HashMap<String, String>> {
+    fn attributes(&self) -> PyResult<Attributes> {
         let value = self.dict.get_item("attributes")?;
         attributes_arg(
             self.py,
@@ -505,7 +486,7 @@ fn node_arg(py: Python<'_>, index: usize, item: &Bound<'_, PyAny>) -> PyResult<l
     Ok(lineage::Node {
         id: f.string("id", true)?,
         kind: kind as i32,
-        attributes: f.attributes()?,
+        attributes: f.attributes()?.into_iter().collect(),
         created_at: None,
     })
 }
@@ -647,7 +628,8 @@ impl Trace {
     }
 
     /// IPython/Jupyter show the tree when a trace is a cell's value.
-    fn _repr_pretty_(&self, p: &Bound<'_, PyAny>, _cycle: bool) -> PyResult<()> {
+    fn _repr_pretty_(&self, p: &Bound<'_, PyAny>, cycle: bool) -> PyResult<()> {
+        let _ = cycle; // a trace never contains itself
         p.call_method1("text", (self.text.trim_end_matches('\n'),))?;
         Ok(())
     }
@@ -842,7 +824,7 @@ impl PyClient {
         let node = lineage::Node {
             id,
             kind: kind as i32,
-            attributes,
+            attributes: attributes.into_iter().collect(),
             created_at: None,
         };
         let lineage::RecordNodeResponse { node, created } = self.run(py, |c| async move {

@@ -12,7 +12,7 @@ start-up banner says where it listens and where the keys are:
       admin key:  /tmp/.../admin.key
       tenant key: /tmp/.../default.key  (export PULSE_API_KEY=...)
 
-It is stopped with SIGTERM at the end of the session.
+It is stopped with SIGTERM at the end of the session and must exit 0.
 
 The binary is `$PULSE_BIN`, else `$CARGO_TARGET_DIR/debug/pulse` with
 CARGO_TARGET_DIR defaulting to /root/.cache/pulse-target.
@@ -157,14 +157,18 @@ def _start(state_dir: Path) -> Server:
 
 
 def _stop(server: Server) -> None:
+    """SIGTERM, then the server must finish in-flight calls and exit 0."""
     if server.process.poll() is not None:
-        return
+        raise RuntimeError(f"pulse up died during the tests (status {server.process.returncode})\n{server.logs()}")
     server.process.send_signal(signal.SIGTERM)
     try:
-        server.process.wait(STOP_TIMEOUT)
+        status = server.process.wait(STOP_TIMEOUT)
     except subprocess.TimeoutExpired:
         server.process.kill()
         server.process.wait()
+        raise RuntimeError(f"pulse up did not stop within {STOP_TIMEOUT:.0f}s of SIGTERM\n{server.logs()}") from None
+    if status != 0:
+        raise RuntimeError(f"pulse up exited with status {status} after SIGTERM\n{server.logs()}")
 
 
 @pytest.fixture(scope="session")

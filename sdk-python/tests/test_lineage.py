@@ -72,6 +72,18 @@ def test_upstream_trace_contents(client: pulse.Client, uid: str) -> None:
     assert d["root_id"] == g.pred and d["nodes"] == t.nodes and d["edges"] == t.edges
     assert repr(t) == f"<Trace upstream of '{g.pred}': 6 nodes, 5 edges>"
 
+    # Jupyter/IPython show the tree when a trace is a cell's value.
+    class Printer:
+        def __init__(self) -> None:
+            self.texts: list[str] = []
+
+        def text(self, s: str) -> None:
+            self.texts.append(s)
+
+    p = Printer()
+    t._repr_pretty_(p, False)
+    assert p.texts == [str(t).rstrip("\n")]
+
 
 def test_downstream_trace_contents(client: pulse.Client, uid: str) -> None:
     g = record_chain(client, uid)

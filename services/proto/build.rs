@@ -48,6 +48,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Sorted maps encode the same message to the same bytes, which the
+        // idempotency layer relies on to recognise a retry.
+        .btree_map(".")
         .include_file("pulse.rs")
         .compile_fds(fds)?;
 

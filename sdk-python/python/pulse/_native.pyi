@@ -194,6 +194,8 @@ class Trace:
         """The number of nodes."""
     def __str__(self) -> str:
         """The tree, one line per node, ending with a newline."""
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        """IPython/Jupyter display: the tree."""
 
 @final
 class Client:

@@ -198,6 +198,23 @@ async fn idempotency_and_bad_input(postgres: bool) {
     let good = pb::RecordNodeRequest { node: Some(node("run3", NodeKind::TrainingRun, &[])) };
     raw.record_node(raw_request(&sb, good, Some("k-2"))).await.unwrap();
 
+    // Equal requests built separately (map entries inserted in another
+    // order) encode to the same bytes, so a retry from a new process is
+    // still recognised.
+    let attrs: Vec<(String, String)> = (0..12).map(|i| (format!("k{i}"), format!("v{i}"))).collect();
+    let built = |reverse: bool| {
+        let mut n = node("run9", NodeKind::TrainingRun, &[]);
+        let mut pairs = attrs.clone();
+        if reverse {
+            pairs.reverse();
+        }
+        n.attributes = pairs.into_iter().collect();
+        pb::RecordNodeRequest { node: Some(n) }
+    };
+    raw.record_node(raw_request(&sb, built(false), Some("k-map"))).await.unwrap();
+    let retry = raw.record_node(raw_request(&sb, built(true), Some("k-map"))).await.unwrap();
+    assert_eq!(retry.metadata().get("idempotent-replay").unwrap(), "true");
+
     // Another tenant's identical key is its own.
     let b = Client::connect(&sb.endpoint, Some(&sb.tenant_b.1)).await.unwrap();
     b.record_node(node("run1", NodeKind::TrainingRun, &[]), Some("k-1")).await.unwrap();
