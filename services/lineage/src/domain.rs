@@ -1,13 +1,13 @@
 //! The lineage model: typed nodes, the links allowed between kinds, input
 //! checks, and the bounded walks (trace, impact, export) over a store.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
 use crate::error::LineageError;
-use crate::store::LineageStore;
+use crate::store::{LineageStore, Step};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum NodeKind {
@@ -330,10 +330,12 @@ impl Lineage {
         let mut frontier = vec![root.id.clone()];
         let mut depth = 0;
         let mut truncated = None;
+        // One store round trip per level: the edges leaving the frontier
+        // together with the nodes at their far ends.
         while !frontier.is_empty() {
-            let found = self.store.edges_of(tenant, &frontier, direction).await?;
+            let found = self.store.step(tenant, &frontier, direction).await?;
             if depth == max_depth {
-                if found.iter().any(|e| !seen.contains(&e.from_id) || !seen.contains(&e.to_id)) {
+                if found.iter().any(|s| !seen.contains(&s.far.id)) {
                     truncated = Some(format!(
                         "depth limit {max_depth} reached: raise max_depth (at most {MAX_DEPTH}) to see further"
                     ));
@@ -341,39 +343,26 @@ impl Lineage {
                 break;
             }
             let mut next = Vec::new();
-            for e in found {
-                let candidates: &[&String] = match direction {
-                    Direction::Upstream => &[&e.from_id],
-                    Direction::Downstream => &[&e.to_id],
-                    Direction::Both => &[&e.from_id, &e.to_id],
-                };
-                let mut reachable = true;
-                for other in candidates.iter().copied() {
-                    if seen.contains(other) {
-                        continue;
-                    }
+            for Step { edge, far } in found {
+                if !seen.contains(&far.id) {
                     if seen.len() as u32 >= max_nodes {
                         truncated.get_or_insert_with(|| {
                             format!("node limit {max_nodes} reached: raise max_nodes (at most {MAX_NODES}) to see more")
                         });
-                        reachable = false;
                         continue;
                     }
-                    seen.insert(other.clone());
-                    next.push(other.clone());
+                    seen.insert(far.id.clone());
+                    next.push(far.id.clone());
+                    order.push(far);
                 }
-                if reachable && edge_seen.insert((e.from_id.clone(), e.to_id.clone())) {
-                    edges.push(e);
+                if edge_seen.insert((edge.from_id.clone(), edge.to_id.clone())) {
+                    edges.push(edge);
                 }
             }
             if next.is_empty() {
                 break;
             }
             depth += 1;
-            let mut level = self.store.nodes(tenant, &next).await?;
-            let position: HashMap<&String, usize> = next.iter().enumerate().map(|(i, id)| (id, i)).collect();
-            level.sort_by_key(|n| position.get(&n.id).copied().unwrap_or(usize::MAX));
-            order.extend(level);
             if truncated.is_some() {
                 break;
             }

@@ -67,12 +67,38 @@ pub trait LineageStore: Send + Sync + std::fmt::Debug {
     /// one transaction.
     async fn record(&self, tenant: &str, nodes: Vec<NodeWrite>, edges: Vec<EdgeWrite>) -> Result<RecordOutcome, LineageError>;
     async fn node(&self, tenant: &str, id: &str) -> Result<Option<Node>, StoreError>;
-    /// The nodes among `ids` that exist, in any order.
-    async fn nodes(&self, tenant: &str, ids: &[String]) -> Result<Vec<Node>, StoreError>;
     /// Nodes by id after `after`, optionally of one kind.
     async fn list(&self, tenant: &str, kind: Option<NodeKind>, after: &str, limit: u32) -> Result<Vec<Node>, StoreError>;
+    /// One level of a walk: the edges into (upstream), out of (downstream)
+    /// or touching (both) `ids`, each with the node at its far end.
+    async fn step(&self, tenant: &str, ids: &[String], direction: Direction) -> Result<Vec<Step>, StoreError>;
     /// Edges into (upstream), out of (downstream) or touching (both) `ids`.
     async fn edges_of(&self, tenant: &str, ids: &[String], direction: Direction) -> Result<Vec<Edge>, StoreError>;
+}
+
+/// An edge and the node at its far end from the walk's frontier.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub edge: Edge,
+    pub far: Node,
+}
+
+/// The step query for one direction: `{edge}` and `{node}` name the tables,
+/// `{ids}` the frontier test, `{hint}` an index hint (SQLite only).
+fn step_sql(direction: Direction, edges: &str, nodes: &str, ids: &str, upstream_hint: &str) -> String {
+    let part = |near: &str, far: &str, hint: &str| {
+        format!(
+            "SELECT e.from_id, e.to_id, e.relation, e.created_at, n.id, n.kind, n.attributes, n.created_at
+             FROM {edges} e {hint} CROSS JOIN {nodes} n
+             WHERE e.tenant_id = $1 AND e.{near} {ids} AND n.tenant_id = e.tenant_id AND n.id = e.{far}"
+        )
+    };
+    let body = match direction {
+        Direction::Upstream => part("to_id", "from_id", upstream_hint),
+        Direction::Downstream => part("from_id", "to_id", ""),
+        Direction::Both => format!("{} UNION ALL {}", part("to_id", "from_id", upstream_hint), part("from_id", "to_id", "")),
+    };
+    format!("SELECT * FROM ({body}) s ORDER BY 4, 1, 2")
 }
 
 pub fn lineage_store(db: &Db) -> Arc<dyn LineageStore> {
@@ -225,14 +251,6 @@ impl LineageStore for PgLineageStore {
         row.as_ref().map(pg_node).transpose()
     }
 
-    async fn nodes(&self, tenant: &str, ids: &[String]) -> Result<Vec<Node>, StoreError> {
-        let c = self.0.client().await?;
-        let rows = c
-            .query(&format!("SELECT {NODE_COLUMNS} FROM lineage.nodes WHERE tenant_id = $1 AND id = ANY($2)"), &[&tenant, &ids])
-            .await?;
-        rows.iter().map(pg_node).collect()
-    }
-
     async fn list(&self, tenant: &str, kind: Option<NodeKind>, after: &str, limit: u32) -> Result<Vec<Node>, StoreError> {
         let c = self.0.client().await?;
         let kind = kind.map(|k| k.as_str());
@@ -246,6 +264,20 @@ impl LineageStore for PgLineageStore {
             )
             .await?;
         rows.iter().map(pg_node).collect()
+    }
+
+    async fn step(&self, tenant: &str, ids: &[String], direction: Direction) -> Result<Vec<Step>, StoreError> {
+        let c = self.0.client().await?;
+        let sql = step_sql(direction, "lineage.edges", "lineage.nodes", "= ANY($2)", "");
+        let rows = c.query(&sql, &[&tenant, &ids]).await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Step {
+                    edge: Edge { from_id: r.get(0), to_id: r.get(1), relation: r.get(2), created_at: r.get(3) },
+                    far: Node { id: r.get(4), kind: kind_of(r.get(5))?, attributes: attributes_from(r.get(6)), created_at: r.get(7) },
+                })
+            })
+            .collect()
     }
 
     async fn edges_of(&self, tenant: &str, ids: &[String], direction: Direction) -> Result<Vec<Edge>, StoreError> {
@@ -332,10 +364,12 @@ fn record_sqlite(
         }
         let mut cycle = tx
             .prepare_cached(
+                // CROSS JOIN keeps the walk as the outer loop, so each step is
+                // an index lookup in `edges`, not a scan of it.
                 "WITH RECURSIVE down(id) AS (
                      SELECT ?2
                      UNION
-                     SELECT e.to_id FROM edges e JOIN down d ON e.tenant_id = ?1 AND e.from_id = d.id)
+                     SELECT e.to_id FROM down d CROSS JOIN edges e WHERE e.tenant_id = ?1 AND e.from_id = d.id)
                  SELECT EXISTS (SELECT 1 FROM down WHERE id = ?3)",
             )
             .map_err(StoreError::from)?;
@@ -399,19 +433,6 @@ impl LineageStore for SqliteLineageStore {
             .await
     }
 
-    async fn nodes(&self, tenant: &str, ids: &[String]) -> Result<Vec<Node>, StoreError> {
-        let (tenant, ids) = (tenant.to_string(), json_ids(ids));
-        self.0
-            .call(move |c| {
-                let mut stmt = c.prepare_cached(&format!(
-                    "SELECT {NODE_COLUMNS} FROM nodes WHERE tenant_id = ?1 AND id IN (SELECT value FROM json_each(?2))"
-                ))?;
-                let raw: Vec<_> = stmt.query_map(rusqlite::params![tenant, ids], lite_node)?.collect::<Result<_, _>>()?;
-                raw.into_iter().map(lite_node_into).collect()
-            })
-            .await
-    }
-
     async fn list(&self, tenant: &str, kind: Option<NodeKind>, after: &str, limit: u32) -> Result<Vec<Node>, StoreError> {
         let (tenant, after, kind) = (tenant.to_string(), after.to_string(), kind.map(|k| k.as_str()));
         self.0
@@ -426,19 +447,37 @@ impl LineageStore for SqliteLineageStore {
             .await
     }
 
+    async fn step(&self, tenant: &str, ids: &[String], direction: Direction) -> Result<Vec<Step>, StoreError> {
+        let (tenant, ids) = (tenant.to_string(), json_ids(ids));
+        self.0
+            .call(move |c| {
+                // Without statistics SQLite would read every edge of the
+                // tenant for an upstream step: name the index.
+                let sql = step_sql(direction, "edges", "nodes", "IN (SELECT value FROM json_each($2))", "INDEXED BY edges_to");
+                let mut stmt = c.prepare_cached(&sql)?;
+                let raw: Vec<(Edge, (String, String, String, i64))> = stmt
+                    .query_map(rusqlite::params![tenant, ids], |r| {
+                        Ok((lite_edge(r)?, (r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?)))
+                    })?
+                    .collect::<Result<_, _>>()?;
+                raw.into_iter().map(|(edge, far)| Ok(Step { edge, far: lite_node_into(far)? })).collect()
+            })
+            .await
+    }
+
     async fn edges_of(&self, tenant: &str, ids: &[String], direction: Direction) -> Result<Vec<Edge>, StoreError> {
         let (tenant, ids) = (tenant.to_string(), json_ids(ids));
         self.0
             .call(move |c| {
                 let filter = match direction {
-                    Direction::Upstream => "to_id IN (SELECT value FROM json_each(?2))",
-                    Direction::Downstream => "from_id IN (SELECT value FROM json_each(?2))",
+                    Direction::Upstream => "INDEXED BY edges_to WHERE tenant_id = ?1 AND to_id IN (SELECT value FROM json_each(?2))",
+                    Direction::Downstream => "WHERE tenant_id = ?1 AND from_id IN (SELECT value FROM json_each(?2))",
                     Direction::Both => {
-                        "(from_id IN (SELECT value FROM json_each(?2)) OR to_id IN (SELECT value FROM json_each(?2)))"
+                        "WHERE tenant_id = ?1 AND (from_id IN (SELECT value FROM json_each(?2)) OR to_id IN (SELECT value FROM json_each(?2)))"
                     }
                 };
                 let mut stmt = c.prepare_cached(&format!(
-                    "SELECT {EDGE_COLUMNS} FROM edges WHERE tenant_id = ?1 AND {filter} ORDER BY created_at, from_id, to_id"
+                    "SELECT {EDGE_COLUMNS} FROM edges {filter} ORDER BY created_at, from_id, to_id"
                 ))?;
                 let edges = stmt.query_map(rusqlite::params![tenant, ids], lite_edge)?.collect::<Result<_, _>>()?;
                 Ok(edges)

@@ -26,7 +26,10 @@ impl Drop for Up {
 }
 
 fn start() -> Up {
-    let dir = tempfile::tempdir().unwrap();
+    start_in(tempfile::tempdir().unwrap())
+}
+
+fn start_in(dir: tempfile::TempDir) -> Up {
     let mut child = Command::new(PULSE)
         .args(["up", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
         .current_dir(dir.path())
@@ -180,6 +183,15 @@ Prediction: pred_abc123
     let mut log = String::new();
     std::io::Read::read_to_string(up.child.stderr.as_mut().unwrap(), &mut log).unwrap();
     assert!(log.contains("stopped"), "{log}");
+
+    // Started again on the same state: same keys, same graph, no new tenant.
+    let dir = std::mem::replace(&mut up.dir, tempfile::tempdir().unwrap());
+    let again = start_in(dir);
+    assert_eq!(std::fs::read_to_string(again.dir.path().join(".pulse/default.key")).unwrap(), key);
+    let (ok, out, err) = cli(&again, &["lineage", "pred_abc123"]);
+    assert!(ok && out.starts_with("Prediction: pred_abc123\n"), "{out}{err}");
+    let (ok, out, _) = cli(&again, &["admin", "tenants"]);
+    assert!(ok && out.lines().count() == 2, "{out}");
 }
 
 async fn reqwest_free_get(url: &str) -> String {

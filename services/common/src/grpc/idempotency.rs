@@ -123,12 +123,13 @@ where
             let (parts, body) = req.into_parts();
             let body = match Limited::new(body, limit).collect().await {
                 Ok(collected) => collected.to_bytes(),
-                Err(_) => {
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                     return Ok(Status::resource_exhausted(format!(
                         "request is larger than the server limit of {limit} bytes (max_message_bytes)"
                     ))
                     .into_http());
                 }
+                Err(e) => return Ok(Status::cancelled(format!("reading the request failed: {e}")).into_http()),
             };
             let mut hasher = Sha256::new();
             hasher.update(path.as_bytes());
