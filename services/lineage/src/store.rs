@@ -245,31 +245,30 @@ impl LineageStore for PgLineageStore {
 
     async fn node(&self, tenant: &str, id: &str) -> Result<Option<Node>, StoreError> {
         let c = self.0.client().await?;
-        let row = c
-            .query_opt(&format!("SELECT {NODE_COLUMNS} FROM lineage.nodes WHERE tenant_id = $1 AND id = $2"), &[&tenant, &id])
-            .await?;
+        let stmt = c.prepare_cached(&format!("SELECT {NODE_COLUMNS} FROM lineage.nodes WHERE tenant_id = $1 AND id = $2")).await?;
+        let row = c.query_opt(&stmt, &[&tenant, &id]).await?;
         row.as_ref().map(pg_node).transpose()
     }
 
     async fn list(&self, tenant: &str, kind: Option<NodeKind>, after: &str, limit: u32) -> Result<Vec<Node>, StoreError> {
         let c = self.0.client().await?;
         let kind = kind.map(|k| k.as_str());
-        let rows = c
-            .query(
-                &format!(
-                    "SELECT {NODE_COLUMNS} FROM lineage.nodes
-                     WHERE tenant_id = $1 AND ($2::text IS NULL OR kind = $2) AND id > $3 ORDER BY id LIMIT $4"
-                ),
-                &[&tenant, &kind, &after, &(limit as i64)],
-            )
+        let stmt = c
+            .prepare_cached(&format!(
+                "SELECT {NODE_COLUMNS} FROM lineage.nodes
+                 WHERE tenant_id = $1 AND ($2::text IS NULL OR kind = $2) AND id > $3 ORDER BY id LIMIT $4"
+            ))
             .await?;
+        let rows = c.query(&stmt, &[&tenant, &kind, &after, &(limit as i64)]).await?;
         rows.iter().map(pg_node).collect()
     }
 
     async fn step(&self, tenant: &str, ids: &[String], direction: Direction) -> Result<Vec<Step>, StoreError> {
         let c = self.0.client().await?;
         let sql = step_sql(direction, "lineage.edges", "lineage.nodes", "= ANY($2)", "");
-        let rows = c.query(&sql, &[&tenant, &ids]).await?;
+        // Prepared once per connection: a walk is one round trip per level.
+        let stmt = c.prepare_cached(&sql).await?;
+        let rows = c.query(&stmt, &[&tenant, &ids]).await?;
         rows.iter()
             .map(|r| {
                 Ok(Step {
@@ -287,15 +286,12 @@ impl LineageStore for PgLineageStore {
             Direction::Downstream => "from_id = ANY($2)",
             Direction::Both => "(from_id = ANY($2) OR to_id = ANY($2))",
         };
-        let rows = c
-            .query(
-                &format!(
-                    "SELECT {EDGE_COLUMNS} FROM lineage.edges WHERE tenant_id = $1 AND {filter}
-                     ORDER BY created_at, from_id, to_id"
-                ),
-                &[&tenant, &ids],
-            )
+        let stmt = c
+            .prepare_cached(&format!(
+                "SELECT {EDGE_COLUMNS} FROM lineage.edges WHERE tenant_id = $1 AND {filter} ORDER BY created_at, from_id, to_id"
+            ))
             .await?;
+        let rows = c.query(&stmt, &[&tenant, &ids]).await?;
         Ok(rows.iter().map(pg_edge).collect())
     }
 }
