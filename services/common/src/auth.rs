@@ -15,7 +15,8 @@ use sha2::{Digest, Sha256};
 use crate::error::PulseError;
 use crate::ids;
 use crate::store::{Db, PgDb, SqliteDb, StoreError};
-use crate::time::from_millis;
+use crate::paging;
+use crate::time::{from_millis, now_millis};
 
 /// Who is calling, put in each request's extensions by the auth layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -410,16 +411,6 @@ pub struct Auth {
 }
 
 const CACHE_CAPACITY: usize = 10_000;
-pub const MAX_PAGE: u32 = 1000;
-pub const DEFAULT_PAGE: u32 = 100;
-
-/// The page size a list call asked for, within bounds.
-pub fn page_size(requested: u32) -> u32 {
-    match requested {
-        0 => DEFAULT_PAGE,
-        n => n.min(MAX_PAGE),
-    }
-}
 
 impl Auth {
     pub fn new(store: Arc<dyn AuthStore>, admin_key: &str, cache_ttl: Duration) -> Self {
@@ -478,9 +469,9 @@ impl Auth {
     }
 
     pub async fn tenants(&self, page_token: &str, page_size: u32) -> Result<(Vec<Tenant>, String), PulseError> {
-        let limit = self::page_size(page_size);
+        let limit = paging::page_size(page_size);
         let tenants = self.store.tenants(page_token, limit).await?;
-        let next = next_token(&tenants, limit, |t| &t.id);
+        let next = paging::next_token(&tenants, limit, |t| &t.id);
         Ok((tenants, next))
     }
 
@@ -505,9 +496,9 @@ impl Auth {
 
     pub async fn keys(&self, tenant_id: &str, page_token: &str, page_size: u32) -> Result<(Vec<ApiKey>, String), PulseError> {
         self.tenant(tenant_id).await?;
-        let limit = self::page_size(page_size);
+        let limit = paging::page_size(page_size);
         let keys = self.store.keys(tenant_id, page_token, limit).await?;
-        let next = next_token(&keys, limit, |k| &k.id);
+        let next = paging::next_token(&keys, limit, |k| &k.id);
         Ok((keys, next))
     }
 
@@ -534,16 +525,6 @@ impl Auth {
         write_secret_file(path, &secret)?;
         Ok(Some(tenant))
     }
-}
-
-/// Timestamps are kept to the millisecond so both backends return them equal.
-pub fn now_millis() -> DateTime<Utc> {
-    from_millis(Utc::now().timestamp_millis())
-}
-
-/// The token for the next page: the last id when the page is full.
-pub fn next_token<T>(items: &[T], limit: u32, id: impl Fn(&T) -> &String) -> String {
-    if items.len() as u32 == limit { items.last().map(|i| id(i).clone()).unwrap_or_default() } else { String::new() }
 }
 
 #[cfg(test)]

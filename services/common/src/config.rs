@@ -62,6 +62,13 @@ pub struct Config {
     pub auth_cache_seconds: u64,
     /// How long idempotency keys are remembered. Default 24.
     pub idempotency_ttl_hours: u64,
+    /// Master key for secrets at rest (64 hex characters). Unset: generated
+    /// into `state_dir/master.key` with the embedded store; required with
+    /// `database_url`.
+    pub master_key: Option<String>,
+    /// Earlier master keys, still accepted for reading while secrets are
+    /// re-sealed under the current one. Default empty.
+    pub previous_master_keys: Vec<String>,
     /// `pulse up` creates a `default` tenant and writes its key under
     /// `state_dir` when no tenant exists. Default true.
     pub bootstrap_default_tenant: bool,
@@ -86,6 +93,8 @@ impl Default for Config {
             max_message_bytes: 16 * 1024 * 1024,
             auth_cache_seconds: 10,
             idempotency_ttl_hours: 24,
+            master_key: None,
+            previous_master_keys: Vec::new(),
             bootstrap_default_tenant: true,
         }
     }

@@ -235,7 +235,7 @@ fn spawn_idempotency_sweeper(store: Arc<dyn IdempotencyStore>, ttl_hours: u64) -
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         loop {
             tick.tick().await;
-            let before = crate::auth::now_millis() - chrono::TimeDelta::hours(ttl_hours as i64);
+            let before = crate::time::now_millis() - chrono::TimeDelta::hours(ttl_hours as i64);
             match store.sweep(before).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(removed = n, "expired idempotency records removed"),

@@ -15,6 +15,8 @@ pub mod ids;
 pub mod idempotency;
 pub mod metrics;
 pub mod objects;
+pub mod paging;
+pub mod secrets;
 pub mod store;
 pub mod telemetry;
 pub mod testing;

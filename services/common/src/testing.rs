@@ -2,8 +2,6 @@
 //! per test, the S3-compatible server `make test` starts, and a platform on
 //! a temporary state directory.
 
-use std::sync::Arc;
-
 use crate::config::Config;
 use crate::objects::S3ObjectStore;
 
@@ -128,8 +126,6 @@ pub async fn embedded_backend() -> Backend {
 pub async fn postgres_backend() -> Backend {
     Backend::Postgres(TestDatabase::create().await)
 }
-
-pub type SharedObjects = Arc<dyn crate::objects::ObjectStore>;
 
 /// A real server on 127.0.0.1:0 (gRPC and metrics) over a temporary state
 /// directory, with embedded storage or a fresh PostgreSQL database, and two

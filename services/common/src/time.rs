@@ -11,6 +11,12 @@ pub fn from_proto(t: &Timestamp) -> Option<DateTime<Utc>> {
     Utc.timestamp_opt(t.seconds, t.nanos.max(0) as u32).single()
 }
 
+/// Now, to the millisecond: both stores keep milliseconds, so a time written
+/// and read back compares equal on either.
+pub fn now_millis() -> DateTime<Utc> {
+    from_millis(Utc::now().timestamp_millis())
+}
+
 /// Milliseconds since the epoch, the form the embedded store keeps.
 pub fn from_millis(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()

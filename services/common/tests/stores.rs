@@ -84,7 +84,7 @@ async fn idempotency_suite(backend: Backend) {
     let database = backend.database().await;
     let db = database.open(auth::SCHEMA, auth::MIGRATIONS).await.unwrap();
     let store = idempotency_store(&db);
-    let now = auth::now_millis();
+    let now = pulse_common::time::now_millis();
     let stale = TimeDelta::seconds(60);
 
     assert_eq!(store.claim("t1", "k", "/m", "sha-a", now, stale).await.unwrap(), Claim::Claimed);

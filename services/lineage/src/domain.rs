@@ -308,9 +308,9 @@ impl Lineage {
     }
 
     pub async fn list(&self, tenant: &str, kind: Option<NodeKind>, page_token: &str, page_size: u32) -> Result<(Vec<Node>, String), LineageError> {
-        let limit = pulse_common::auth::page_size(page_size);
+        let limit = pulse_common::paging::page_size(page_size);
         let nodes = self.store.list(tenant, kind, page_token, limit).await?;
-        let next = pulse_common::auth::next_token(&nodes, limit, |n| &n.id);
+        let next = pulse_common::paging::next_token(&nodes, limit, |n| &n.id);
         Ok((nodes, next))
     }
 

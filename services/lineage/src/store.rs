@@ -155,7 +155,7 @@ impl LineageStore for PgLineageStore {
     async fn record(&self, tenant: &str, nodes: Vec<NodeWrite>, edges: Vec<EdgeWrite>) -> Result<RecordOutcome, LineageError> {
         let mut client = self.0.client().await?;
         let tx = client.transaction().await.map_err(StoreError::from)?;
-        let now: DateTime<Utc> = pulse_common::auth::now_millis();
+        let now: DateTime<Utc> = pulse_common::time::now_millis();
         tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&format!("lineage:{tenant}")])
             .await
             .map_err(StoreError::from)?;
@@ -326,7 +326,7 @@ fn record_sqlite(
 ) -> Result<RecordOutcome, LineageError> {
     use rusqlite::OptionalExtension;
     let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(StoreError::from)?;
-    let now = pulse_common::auth::now_millis().timestamp_millis();
+    let now = pulse_common::time::now_millis().timestamp_millis();
     let mut out = RecordOutcome::default();
     {
         let mut existing_kind = tx.prepare_cached("SELECT kind FROM nodes WHERE tenant_id = ?1 AND id = ?2").map_err(StoreError::from)?;

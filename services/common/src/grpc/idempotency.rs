@@ -136,7 +136,7 @@ where
             hasher.update([0]);
             hasher.update(&body);
             let request_sha = hex::encode(hasher.finalize());
-            let now = crate::auth::now_millis();
+            let now = crate::time::now_millis();
             match store.claim(&scope, &key, &path, &request_sha, now, STALE_CLAIM).await {
                 Ok(Claim::Claimed) => {}
                 Ok(Claim::Replay(stored)) => return Ok(replayed(grpc_headers(), Bytes::from(stored), true)),
@@ -187,7 +187,7 @@ where
             let data = data.freeze();
             let ok = trailers.as_ref().and_then(grpc_status) == Some(0);
             if ok {
-                if let Err(e) = store.complete(&scope, &key, &data, crate::auth::now_millis()).await {
+                if let Err(e) = store.complete(&scope, &key, &data, crate::time::now_millis()).await {
                     tracing::warn!(error = %e, "could not record an idempotent answer; a retry will run again");
                 }
                 Ok(replayed(parts.headers, data, false))
