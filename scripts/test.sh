@@ -74,6 +74,9 @@ need_s3() {
 
 rust_tests() {
   need_cargo; need_postgres; need_s3
+  say "formatting and lints"
+  cargo fmt --all --check || die "code is not formatted: run cargo fmt --all"
+  cargo clippy --workspace --all-targets --quiet -- -D warnings
   say "Rust tests"
   cargo test --workspace --exclude pulse-python --no-fail-fast
 }

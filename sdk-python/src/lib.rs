@@ -42,30 +42,15 @@ pyo3::create_exception!(
     PulseError,
     "A request field is missing or malformed; the message names it."
 );
-pyo3::create_exception!(
-    pulse,
-    NotFound,
-    PulseError,
-    "The entity does not exist (or belongs to another tenant)."
-);
-pyo3::create_exception!(
-    pulse,
-    AlreadyExists,
-    PulseError,
-    "An entity with this id or name already exists."
-);
+pyo3::create_exception!(pulse, NotFound, PulseError, "The entity does not exist (or belongs to another tenant).");
+pyo3::create_exception!(pulse, AlreadyExists, PulseError, "An entity with this id or name already exists.");
 pyo3::create_exception!(
     pulse,
     PermissionDenied,
     PulseError,
     "The API key may not call this (e.g. a tenant key on an admin call)."
 );
-pyo3::create_exception!(
-    pulse,
-    Unauthenticated,
-    PulseError,
-    "The API key is missing, unknown or revoked."
-);
+pyo3::create_exception!(pulse, Unauthenticated, PulseError, "The API key is missing, unknown or revoked.");
 pyo3::create_exception!(
     pulse,
     FailedPrecondition,
@@ -78,30 +63,15 @@ pyo3::create_exception!(
     PulseError,
     "The call raced another one (e.g. the same idempotency key still running); retry it."
 );
-pyo3::create_exception!(
-    pulse,
-    ResourceExhausted,
-    PulseError,
-    "A size or rate limit was hit; the message says which."
-);
+pyo3::create_exception!(pulse, ResourceExhausted, PulseError, "A size or rate limit was hit; the message says which.");
 pyo3::create_exception!(
     pulse,
     Unavailable,
     PulseError,
     "The server cannot be reached or a dependency is down; retry later."
 );
-pyo3::create_exception!(
-    pulse,
-    Unimplemented,
-    PulseError,
-    "The server does not implement this call yet."
-);
-pyo3::create_exception!(
-    pulse,
-    Internal,
-    PulseError,
-    "A fault inside the server; its log has the details."
-);
+pyo3::create_exception!(pulse, Unimplemented, PulseError, "The server does not implement this call yet.");
+pyo3::create_exception!(pulse, Internal, PulseError, "A fault inside the server; its log has the details.");
 
 /// The exception for `code`, with `str(e)` = `text` and the attributes
 /// `code` and `message`.
@@ -121,10 +91,7 @@ fn pulse_error(py: Python<'_>, code: Code, message: String, text: String) -> PyE
         _ => PulseError::new_err(text),
     };
     let value = err.value(py);
-    if let Err(e) = value
-        .setattr("code", code_name(code))
-        .and_then(|()| value.setattr("message", message))
-    {
+    if let Err(e) = value.setattr("code", code_name(code)).and_then(|()| value.setattr("message", message)) {
         return e;
     }
     err
@@ -150,9 +117,7 @@ static RUNTIME: Mutex<Option<(u32, &'static Runtime)>> = Mutex::new(None);
 
 fn runtime() -> PyResult<&'static Runtime> {
     let pid = std::process::id();
-    let mut slot = RUNTIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut slot = RUNTIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some((owner, rt)) = *slot
         && owner == pid
     {
@@ -162,9 +127,7 @@ fn runtime() -> PyResult<&'static Runtime> {
         .enable_all()
         .thread_name("pulse-sdk")
         .build()
-        .map_err(|e| {
-            PyRuntimeError::new_err(format!("cannot start the Pulse SDK's I/O runtime: {e}"))
-        })?;
+        .map_err(|e| PyRuntimeError::new_err(format!("cannot start the Pulse SDK's I/O runtime: {e}")))?;
     let rt: &'static Runtime = Box::leak(Box::new(rt));
     *slot = Some((pid, rt));
     Ok(rt)
@@ -186,8 +149,7 @@ where
     let outcome: Result<pulse_client::Result<T>, PyErr> = py.detach(|| {
         rt.block_on(async {
             tokio::pin!(fut);
-            let mut tick =
-                tokio::time::interval_at(tokio::time::Instant::now() + SIGNAL_POLL, SIGNAL_POLL);
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + SIGNAL_POLL, SIGNAL_POLL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
@@ -211,12 +173,7 @@ fn iso(ts: Option<&Timestamp>) -> Option<String> {
 }
 
 fn node_dict<'py>(py: Python<'py>, node: &lineage::Node) -> PyResult<Bound<'py, PyDict>> {
-    let lineage::Node {
-        id,
-        kind: _,
-        attributes,
-        created_at,
-    } = node;
+    let lineage::Node { id, kind: _, attributes, created_at } = node;
     let d = PyDict::new(py);
     d.set_item("id", id)?;
     d.set_item("kind", kind_name(node.kind()))?;
@@ -230,12 +187,7 @@ fn node_dict<'py>(py: Python<'py>, node: &lineage::Node) -> PyResult<Bound<'py, 
 }
 
 fn edge_dict<'py>(py: Python<'py>, edge: &lineage::Edge) -> PyResult<Bound<'py, PyDict>> {
-    let lineage::Edge {
-        from_id,
-        to_id,
-        relation,
-        created_at,
-    } = edge;
+    let lineage::Edge { from_id, to_id, relation, created_at } = edge;
     let d = PyDict::new(py);
     d.set_item("from_id", from_id)?;
     d.set_item("to_id", to_id)?;
@@ -268,11 +220,7 @@ fn truncation(t: Option<&lineage::Truncation>) -> (bool, Option<String>) {
 }
 
 fn tenant_dict<'py>(py: Python<'py>, tenant: &admin::Tenant) -> PyResult<Bound<'py, PyDict>> {
-    let admin::Tenant {
-        id,
-        name,
-        created_at,
-    } = tenant;
+    let admin::Tenant { id, name, created_at } = tenant;
     let d = PyDict::new(py);
     d.set_item("id", id)?;
     d.set_item("name", name)?;
@@ -281,13 +229,7 @@ fn tenant_dict<'py>(py: Python<'py>, tenant: &admin::Tenant) -> PyResult<Bound<'
 }
 
 fn api_key_dict<'py>(py: Python<'py>, key: &admin::ApiKey) -> PyResult<Bound<'py, PyDict>> {
-    let admin::ApiKey {
-        id,
-        tenant_id,
-        name,
-        created_at,
-        revoked_at,
-    } = key;
+    let admin::ApiKey { id, tenant_id, name, created_at, revoked_at } = key;
     let d = PyDict::new(py);
     d.set_item("id", id)?;
     d.set_item("tenant_id", tenant_id)?;
@@ -308,23 +250,12 @@ fn direction_name(d: Direction) -> &'static str {
 // ---- Python → proto ---------------------------------------------------------------
 
 fn kind_names() -> String {
-    (1..=10)
-        .filter_map(|i| NodeKind::try_from(i).ok())
-        .map(kind_name)
-        .collect::<Vec<_>>()
-        .join(", ")
+    (1..=10).filter_map(|i| NodeKind::try_from(i).ok()).map(kind_name).collect::<Vec<_>>().join(", ")
 }
 
 fn kind_arg(py: Python<'_>, field: &str, kind: &str) -> PyResult<NodeKind> {
-    parse_kind(kind).ok_or_else(|| {
-        invalid(
-            py,
-            format!(
-                "{field}: unknown node kind '{kind}'; expected one of {}",
-                kind_names()
-            ),
-        )
-    })
+    parse_kind(kind)
+        .ok_or_else(|| invalid(py, format!("{field}: unknown node kind '{kind}'; expected one of {}", kind_names())))
 }
 
 fn direction_arg(py: Python<'_>, direction: &str) -> PyResult<Direction> {
@@ -332,12 +263,9 @@ fn direction_arg(py: Python<'_>, direction: &str) -> PyResult<Direction> {
     match d.strip_prefix("direction_").unwrap_or(&d) {
         "upstream" | "up" => Ok(Direction::Upstream),
         "downstream" | "down" => Ok(Direction::Downstream),
-        _ => Err(invalid(
-            py,
-            format!(
-                "direction: '{direction}' is not a direction; use \"upstream\" or \"downstream\""
-            ),
-        )),
+        _ => {
+            Err(invalid(py, format!("direction: '{direction}' is not a direction; use \"upstream\" or \"downstream\"")))
+        }
     }
 }
 
@@ -347,33 +275,18 @@ type Attributes = BTreeMap<String, String>;
 
 /// A `dict[str, str]` of attributes. Numbers and booleans are accepted and
 /// written as text (`True` → "true"), since attributes are strings on the wire.
-fn attributes_arg(
-    py: Python<'_>,
-    field: &str,
-    value: Option<&Bound<'_, PyAny>>,
-) -> PyResult<Attributes> {
+fn attributes_arg(py: Python<'_>, field: &str, value: Option<&Bound<'_, PyAny>>) -> PyResult<Attributes> {
     let Some(value) = value.filter(|v| !v.is_none()) else {
         return Ok(Attributes::new());
     };
-    let dict = value.cast::<PyDict>().map_err(|_| {
-        invalid(
-            py,
-            format!(
-                "{field}: expected a dict of str to str, got {}",
-                type_name(value)
-            ),
-        )
-    })?;
+    let dict = value
+        .cast::<PyDict>()
+        .map_err(|_| invalid(py, format!("{field}: expected a dict of str to str, got {}", type_name(value))))?;
     let mut out = Attributes::new();
     for (k, v) in dict.iter() {
         let key = k
             .cast::<PyString>()
-            .map_err(|_| {
-                invalid(
-                    py,
-                    format!("{field}: keys must be str, got {}", type_name(&k)),
-                )
-            })?
+            .map_err(|_| invalid(py, format!("{field}: keys must be str, got {}", type_name(&k))))?
             .to_cow()?
             .into_owned();
         let text = if let Ok(s) = v.cast::<PyString>() {
@@ -385,10 +298,7 @@ fn attributes_arg(
         } else {
             return Err(invalid(
                 py,
-                format!(
-                    "{field}['{key}']: expected str, int, float or bool, got {}",
-                    type_name(&v)
-                ),
+                format!("{field}['{key}']: expected str, int, float or bool, got {}", type_name(&v)),
             ));
         };
         out.insert(key, text);
@@ -397,11 +307,7 @@ fn attributes_arg(
 }
 
 fn type_name(value: &Bound<'_, PyAny>) -> String {
-    value
-        .get_type()
-        .name()
-        .map(|n| n.to_string())
-        .unwrap_or_else(|_| "?".into())
+    value.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into())
 }
 
 /// Reads `{"id", "kind", "attributes"}` (or `{"from_id", "to_id", "relation"}`)
@@ -413,31 +319,16 @@ struct Fields<'a, 'py> {
 }
 
 impl<'a, 'py> Fields<'a, 'py> {
-    fn new(
-        py: Python<'py>,
-        field: String,
-        item: &'a Bound<'py, PyAny>,
-        allowed: &[&str],
-    ) -> PyResult<Self> {
-        let dict = item.cast::<PyDict>().map_err(|_| {
-            invalid(
-                py,
-                format!("{field}: expected a dict, got {}", type_name(item)),
-            )
-        })?;
+    fn new(py: Python<'py>, field: String, item: &'a Bound<'py, PyAny>, allowed: &[&str]) -> PyResult<Self> {
+        let dict = item
+            .cast::<PyDict>()
+            .map_err(|_| invalid(py, format!("{field}: expected a dict, got {}", type_name(item))))?;
         for k in dict.keys() {
-            let known = k
-                .cast::<PyString>()
-                .ok()
-                .and_then(|s| s.to_cow().ok().map(|s| allowed.contains(&s.as_ref())));
+            let known = k.cast::<PyString>().ok().and_then(|s| s.to_cow().ok().map(|s| allowed.contains(&s.as_ref())));
             if known != Some(true) {
                 return Err(invalid(
                     py,
-                    format!(
-                        "{field}: unknown key {}; expected {}",
-                        k.repr()?,
-                        allowed.join(", ")
-                    ),
+                    format!("{field}: unknown key {}; expected {}", k.repr()?, allowed.join(", ")),
                 ));
             }
         }
@@ -448,12 +339,7 @@ impl<'a, 'py> Fields<'a, 'py> {
         match self.dict.get_item(key)? {
             Some(v) if !v.is_none() => Ok(v
                 .cast::<PyString>()
-                .map_err(|_| {
-                    invalid(
-                        self.py,
-                        format!("{}.{key}: expected str, got {}", self.field, type_name(&v)),
-                    )
-                })?
+                .map_err(|_| invalid(self.py, format!("{}.{key}: expected str, got {}", self.field, type_name(&v))))?
                 .to_cow()?
                 .into_owned()),
             _ if required => Err(invalid(self.py, format!("{}.{key}: required", self.field))),
@@ -463,26 +349,13 @@ impl<'a, 'py> Fields<'a, 'py> {
 
     fn attributes(&self) -> PyResult<Attributes> {
         let value = self.dict.get_item("attributes")?;
-        attributes_arg(
-            self.py,
-            &format!("{}.attributes", self.field),
-            value.as_ref(),
-        )
+        attributes_arg(self.py, &format!("{}.attributes", self.field), value.as_ref())
     }
 }
 
 fn node_arg(py: Python<'_>, index: usize, item: &Bound<'_, PyAny>) -> PyResult<lineage::Node> {
-    let f = Fields::new(
-        py,
-        format!("nodes[{index}]"),
-        item,
-        &["id", "kind", "attributes"],
-    )?;
-    let kind = kind_arg(
-        py,
-        &format!("nodes[{index}].kind"),
-        &f.string("kind", true)?,
-    )?;
+    let f = Fields::new(py, format!("nodes[{index}]"), item, &["id", "kind", "attributes"])?;
+    let kind = kind_arg(py, &format!("nodes[{index}].kind"), &f.string("kind", true)?)?;
     Ok(lineage::Node {
         id: f.string("id", true)?,
         kind: kind as i32,
@@ -492,12 +365,7 @@ fn node_arg(py: Python<'_>, index: usize, item: &Bound<'_, PyAny>) -> PyResult<l
 }
 
 fn edge_arg(py: Python<'_>, index: usize, item: &Bound<'_, PyAny>) -> PyResult<lineage::Edge> {
-    let f = Fields::new(
-        py,
-        format!("edges[{index}]"),
-        item,
-        &["from_id", "to_id", "relation"],
-    )?;
+    let f = Fields::new(py, format!("edges[{index}]"), item, &["from_id", "to_id", "relation"])?;
     Ok(lineage::Edge {
         from_id: f.string("from_id", true)?,
         to_id: f.string("to_id", true)?,
@@ -516,26 +384,12 @@ fn list_arg<'py, T>(
         return Ok(Vec::new());
     };
     if value.is_instance_of::<PyString>() || value.is_instance_of::<PyDict>() {
-        return Err(invalid(
-            py,
-            format!(
-                "{field}: expected a list of dicts, got {}",
-                type_name(value)
-            ),
-        ));
+        return Err(invalid(py, format!("{field}: expected a list of dicts, got {}", type_name(value))));
     }
-    let iter = value.try_iter().map_err(|_| {
-        invalid(
-            py,
-            format!(
-                "{field}: expected a list of dicts, got {}",
-                type_name(value)
-            ),
-        )
-    })?;
-    iter.enumerate()
-        .map(|(i, item)| each(py, i, &item?))
-        .collect()
+    let iter = value
+        .try_iter()
+        .map_err(|_| invalid(py, format!("{field}: expected a list of dicts, got {}", type_name(value))))?;
+    iter.enumerate().map(|(i, item)| each(py, i, &item?)).collect()
 }
 
 // ---- Trace -------------------------------------------------------------------------
@@ -683,15 +537,8 @@ impl PyClient {
     #[pyo3(signature = (endpoint, api_key=None))]
     fn connect(py: Python<'_>, endpoint: String, api_key: Option<String>) -> PyResult<Self> {
         let api_key = api_key.filter(|k| !k.is_empty());
-        let client = block_on(
-            py,
-            pulse_client::Client::connect(&endpoint, api_key.as_deref()),
-        )?;
-        Ok(Self {
-            endpoint: client.endpoint().to_string(),
-            api_key,
-            inner: Mutex::new((std::process::id(), client)),
-        })
+        let client = block_on(py, pulse_client::Client::connect(&endpoint, api_key.as_deref()))?;
+        Ok(Self { endpoint: client.endpoint().to_string(), api_key, inner: Mutex::new((std::process::id(), client)) })
     }
 
     /// The server's URL.
@@ -701,11 +548,7 @@ impl PyClient {
     }
 
     fn __repr__(&self) -> String {
-        let key = if self.api_key.is_some() {
-            "with an API key"
-        } else {
-            "without an API key"
-        };
+        let key = if self.api_key.is_some() { "with an API key" } else { "without an API key" };
         format!("<pulse Client {} {key}>", self.endpoint)
     }
 
@@ -713,11 +556,7 @@ impl PyClient {
 
     /// Which tenant and key this client's API key maps to.
     fn who_am_i<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let admin::WhoAmIResponse {
-            tenant_id,
-            key_id,
-            admin,
-        } = self.run(py, |c| async move { c.who_am_i().await })?;
+        let admin::WhoAmIResponse { tenant_id, key_id, admin } = self.run(py, |c| async move { c.who_am_i().await })?;
         let d = PyDict::new(py);
         d.set_item("tenant_id", tenant_id)?;
         d.set_item("key_id", key_id)?;
@@ -733,65 +572,39 @@ impl PyClient {
         name: String,
         idempotency_key: Option<String>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let tenant = self.run(py, |c| async move {
-            c.create_tenant(&name, idempotency_key.as_deref()).await
-        })?;
+        let tenant = self.run(py, |c| async move { c.create_tenant(&name, idempotency_key.as_deref()).await })?;
         tenant_dict(py, &tenant)
     }
 
     /// One page of tenants (admin key).
     #[pyo3(signature = (page_token=String::new(), page_size=0), text_signature = "($self, page_token='', page_size=0)")]
-    fn list_tenants<'py>(
-        &self,
-        py: Python<'py>,
-        page_token: String,
-        page_size: u32,
-    ) -> PyResult<Bound<'py, PyDict>> {
-        let admin::ListTenantsResponse { tenants, page } = self.run(py, |c| async move {
-            c.list_tenants(&page_token, page_size).await
-        })?;
+    fn list_tenants<'py>(&self, py: Python<'py>, page_token: String, page_size: u32) -> PyResult<Bound<'py, PyDict>> {
+        let admin::ListTenantsResponse { tenants, page } =
+            self.run(py, |c| async move { c.list_tenants(&page_token, page_size).await })?;
         let list = PyList::empty(py);
         for t in &tenants {
             list.append(tenant_dict(py, t)?)?;
         }
         let d = PyDict::new(py);
         d.set_item("tenants", list)?;
-        d.set_item(
-            "next_page_token",
-            page.map(|p| p.next_page_token).unwrap_or_default(),
-        )?;
+        d.set_item("next_page_token", page.map(|p| p.next_page_token).unwrap_or_default())?;
         Ok(d)
     }
 
     /// Creates an API key for a tenant (admin key). The secret is in this
     /// answer only.
     #[pyo3(signature = (tenant_id, name=String::new()), text_signature = "($self, tenant_id, name='')")]
-    fn create_api_key<'py>(
-        &self,
-        py: Python<'py>,
-        tenant_id: String,
-        name: String,
-    ) -> PyResult<Bound<'py, PyDict>> {
+    fn create_api_key<'py>(&self, py: Python<'py>, tenant_id: String, name: String) -> PyResult<Bound<'py, PyDict>> {
         let admin::CreateApiKeyResponse { key, secret } =
-            self.run(
-                py,
-                |c| async move { c.create_api_key(&tenant_id, &name).await },
-            )?;
+            self.run(py, |c| async move { c.create_api_key(&tenant_id, &name).await })?;
         let d = PyDict::new(py);
-        d.set_item(
-            "key",
-            key.as_ref().map(|k| api_key_dict(py, k)).transpose()?,
-        )?;
+        d.set_item("key", key.as_ref().map(|k| api_key_dict(py, k)).transpose()?)?;
         d.set_item("secret", secret)?;
         Ok(d)
     }
 
     /// A tenant's API keys, without their secrets (admin key).
-    fn list_api_keys<'py>(
-        &self,
-        py: Python<'py>,
-        tenant_id: String,
-    ) -> PyResult<Bound<'py, PyList>> {
+    fn list_api_keys<'py>(&self, py: Python<'py>, tenant_id: String) -> PyResult<Bound<'py, PyList>> {
         let admin::ListApiKeysResponse { keys, page: _ } =
             self.run(py, |c| async move { c.list_api_keys(&tenant_id).await })?;
         let list = PyList::empty(py);
@@ -821,15 +634,10 @@ impl PyClient {
     ) -> PyResult<Bound<'py, PyDict>> {
         let kind = kind_arg(py, "kind", &kind)?;
         let attributes = attributes_arg(py, "attributes", attributes.as_ref())?;
-        let node = lineage::Node {
-            id,
-            kind: kind as i32,
-            attributes: attributes.into_iter().collect(),
-            created_at: None,
-        };
-        let lineage::RecordNodeResponse { node, created } = self.run(py, |c| async move {
-            c.record_node(node, idempotency_key.as_deref()).await
-        })?;
+        let node =
+            lineage::Node { id, kind: kind as i32, attributes: attributes.into_iter().collect(), created_at: None };
+        let lineage::RecordNodeResponse { node, created } =
+            self.run(py, |c| async move { c.record_node(node, idempotency_key.as_deref()).await })?;
         let d = PyDict::new(py);
         d.set_item("node", node.as_ref().map(|n| node_dict(py, n)).transpose()?)?;
         d.set_item("created", created)?;
@@ -849,15 +657,9 @@ impl PyClient {
         relation: String,
         idempotency_key: Option<String>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let edge = lineage::Edge {
-            from_id,
-            to_id,
-            relation,
-            created_at: None,
-        };
-        let lineage::RecordEdgeResponse { edge, created } = self.run(py, |c| async move {
-            c.record_edge(edge, idempotency_key.as_deref()).await
-        })?;
+        let edge = lineage::Edge { from_id, to_id, relation, created_at: None };
+        let lineage::RecordEdgeResponse { edge, created } =
+            self.run(py, |c| async move { c.record_edge(edge, idempotency_key.as_deref()).await })?;
         let d = PyDict::new(py);
         d.set_item("edge", edge.as_ref().map(|e| edge_dict(py, e)).transpose()?)?;
         d.set_item("created", created)?;
@@ -875,14 +677,8 @@ impl PyClient {
     ) -> PyResult<Bound<'py, PyDict>> {
         let nodes = list_arg(py, "nodes", nodes.as_ref(), node_arg)?;
         let edges = list_arg(py, "edges", edges.as_ref(), edge_arg)?;
-        let lineage::RecordBatchResponse {
-            nodes_created,
-            nodes_updated,
-            edges_created,
-        } = self.run(py, |c| async move {
-            c.record_batch(nodes, edges, idempotency_key.as_deref())
-                .await
-        })?;
+        let lineage::RecordBatchResponse { nodes_created, nodes_updated, edges_created } =
+            self.run(py, |c| async move { c.record_batch(nodes, edges, idempotency_key.as_deref()).await })?;
         let d = PyDict::new(py);
         d.set_item("nodes_created", nodes_created)?;
         d.set_item("nodes_updated", nodes_updated)?;
@@ -912,15 +708,11 @@ impl PyClient {
             Some(k) => kind_arg(py, "kind", k)?,
             None => NodeKind::Unspecified,
         };
-        let lineage::ListNodesResponse { nodes, page } = self.run(py, |c| async move {
-            c.list_nodes(kind, &page_token, page_size).await
-        })?;
+        let lineage::ListNodesResponse { nodes, page } =
+            self.run(py, |c| async move { c.list_nodes(kind, &page_token, page_size).await })?;
         let d = PyDict::new(py);
         d.set_item("nodes", node_list(py, &nodes)?)?;
-        d.set_item(
-            "next_page_token",
-            page.map(|p| p.next_page_token).unwrap_or_default(),
-        )?;
+        d.set_item("next_page_token", page.map(|p| p.next_page_token).unwrap_or_default())?;
         Ok(d)
     }
 
@@ -929,42 +721,18 @@ impl PyClient {
         signature = (id, direction="upstream".to_string(), max_depth=0, max_nodes=0),
         text_signature = "($self, id, direction='upstream', max_depth=0, max_nodes=0)"
     )]
-    fn trace(
-        &self,
-        py: Python<'_>,
-        id: String,
-        direction: String,
-        max_depth: u32,
-        max_nodes: u32,
-    ) -> PyResult<Trace> {
+    fn trace(&self, py: Python<'_>, id: String, direction: String, max_depth: u32, max_nodes: u32) -> PyResult<Trace> {
         let direction = direction_arg(py, &direction)?;
-        let response = self.run(py, |c| async move {
-            c.trace(&id, direction, max_depth, max_nodes).await
-        })?;
+        let response = self.run(py, |c| async move { c.trace(&id, direction, max_depth, max_nodes).await })?;
         let text = LineageTree::new(&response).to_string();
         Ok(Trace { response, text })
     }
 
     /// Everything downstream of a node: affected runs, models, deployments.
     #[pyo3(signature = (id, max_depth=0, max_nodes=0))]
-    fn impact<'py>(
-        &self,
-        py: Python<'py>,
-        id: String,
-        max_depth: u32,
-        max_nodes: u32,
-    ) -> PyResult<Bound<'py, PyDict>> {
-        let lineage::ImpactResponse {
-            root,
-            affected,
-            counts,
-            model_versions,
-            deployments,
-            truncation: cut,
-        } = self.run(
-            py,
-            |c| async move { c.impact(&id, max_depth, max_nodes).await },
-        )?;
+    fn impact<'py>(&self, py: Python<'py>, id: String, max_depth: u32, max_nodes: u32) -> PyResult<Bound<'py, PyDict>> {
+        let lineage::ImpactResponse { root, affected, counts, model_versions, deployments, truncation: cut } =
+            self.run(py, |c| async move { c.impact(&id, max_depth, max_nodes).await })?;
         let d = PyDict::new(py);
         d.set_item("root", root.as_ref().map(|n| node_dict(py, n)).transpose()?)?;
         d.set_item("affected", node_list(py, &affected)?)?;
@@ -990,12 +758,7 @@ impl PyClient {
 
     /// The tenant's graph, or the part connected to `root_id`.
     #[pyo3(signature = (root_id=String::new(), max_nodes=0), text_signature = "($self, root_id='', max_nodes=0)")]
-    fn export_lineage<'py>(
-        &self,
-        py: Python<'py>,
-        root_id: String,
-        max_nodes: u32,
-    ) -> PyResult<Bound<'py, PyDict>> {
+    fn export_lineage<'py>(&self, py: Python<'py>, root_id: String, max_nodes: u32) -> PyResult<Bound<'py, PyDict>> {
         let lineage::ExportChunk { nodes, edges } =
             self.run(py, |c| async move { c.export(&root_id, max_nodes).await })?;
         let d = PyDict::new(py);

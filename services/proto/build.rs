@@ -31,10 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let mut files = Vec::new();
     proto_files(&root, &mut files);
-    let relative: Vec<PathBuf> = files
-        .iter()
-        .map(|f| f.strip_prefix(&root).unwrap().to_path_buf())
-        .collect();
+    let relative: Vec<PathBuf> = files.iter().map(|f| f.strip_prefix(&root).unwrap().to_path_buf()).collect();
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }
@@ -58,19 +55,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // serving one service reflects only that service.
     let mut services_rs = String::new();
     let option = |name: &str| pool.get_extension_by_name(name).unwrap_or_else(|| panic!("{name}"));
-    let (mutation, public, admin_only) = (
-        option("pulse.common.v1.mutation"),
-        option("pulse.common.v1.public"),
-        option("pulse.common.v1.admin_only"),
-    );
+    let (mutation, public, admin_only) =
+        (option("pulse.common.v1.mutation"), option("pulse.common.v1.public"), option("pulse.common.v1.admin_only"));
     writeln!(services_rs, "pub const SERVICES: &[ServiceInfo] = &[")?;
     for rel in &relative {
         let mut single = protox::Compiler::new([&root])?;
         single.include_imports(true);
         single.open_file(rel)?;
-        let file = pool
-            .get_file_by_name(&rel.to_string_lossy())
-            .expect("compiled file is in the pool");
+        let file = pool.get_file_by_name(&rel.to_string_lossy()).expect("compiled file is in the pool");
         for service in file.services() {
             let bin = format!("{}.bin", service.full_name());
             std::fs::write(out_dir.join(&bin), single.encode_file_descriptor_set())?;

@@ -2,7 +2,9 @@ use pulse_proto::tonic::{Code, Status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot connect to Pulse at {endpoint}: {reason}. Is `pulse up` running? (PULSE_ENDPOINT sets the address)")]
+    #[error(
+        "cannot connect to Pulse at {endpoint}: {reason}. Is `pulse up` running? (PULSE_ENDPOINT sets the address)"
+    )]
     Connect { endpoint: String, reason: String },
     #[error("{0}")]
     InvalidArgument(String),

@@ -93,7 +93,9 @@ impl Client {
     where
         M: Clone,
         F: Fn(Channel, Request<M>) -> Fut,
-        Fut: std::future::Future<Output = std::result::Result<pulse_proto::tonic::Response<R>, pulse_proto::tonic::Status>>,
+        Fut: std::future::Future<
+                Output = std::result::Result<pulse_proto::tonic::Response<R>, pulse_proto::tonic::Status>,
+            >,
     {
         let generated;
         let key = match mutation {
@@ -158,7 +160,11 @@ impl Client {
     // ---- lineage -----------------------------------------------------------
 
     /// Records a node (created, or its attributes merged).
-    pub async fn record_node(&self, node: lineage::Node, idempotency_key: Option<&str>) -> Result<lineage::RecordNodeResponse> {
+    pub async fn record_node(
+        &self,
+        node: lineage::Node,
+        idempotency_key: Option<&str>,
+    ) -> Result<lineage::RecordNodeResponse> {
         let msg = lineage::RecordNodeRequest { node: Some(node) };
         self.call(msg, Some(idempotency_key.unwrap_or("")), |ch, r| async move {
             LineageServiceClient::new(ch).record_node(r).await
@@ -166,7 +172,11 @@ impl Client {
         .await
     }
 
-    pub async fn record_edge(&self, edge: lineage::Edge, idempotency_key: Option<&str>) -> Result<lineage::RecordEdgeResponse> {
+    pub async fn record_edge(
+        &self,
+        edge: lineage::Edge,
+        idempotency_key: Option<&str>,
+    ) -> Result<lineage::RecordEdgeResponse> {
         let msg = lineage::RecordEdgeRequest { edge: Some(edge) };
         self.call(msg, Some(idempotency_key.unwrap_or("")), |ch, r| async move {
             LineageServiceClient::new(ch).record_edge(r).await
@@ -192,7 +202,12 @@ impl Client {
         self.call(msg, None, |ch, r| async move { LineageServiceClient::new(ch).get_node(r).await }).await
     }
 
-    pub async fn list_nodes(&self, kind: lineage::NodeKind, page_token: &str, page_size: u32) -> Result<lineage::ListNodesResponse> {
+    pub async fn list_nodes(
+        &self,
+        kind: lineage::NodeKind,
+        page_token: &str,
+        page_size: u32,
+    ) -> Result<lineage::ListNodesResponse> {
         let page = Some(pulse_proto::common::v1::PageRequest { page_size, page_token: page_token.into() });
         let msg = lineage::ListNodesRequest { kind: kind as i32, page };
         self.call(msg, None, |ch, r| async move { LineageServiceClient::new(ch).list_nodes(r).await }).await
@@ -218,7 +233,8 @@ impl Client {
     pub async fn export(&self, root_id: &str, max_nodes: u32) -> Result<lineage::ExportChunk> {
         use futures::StreamExt;
         let msg = lineage::ExportRequest { root_id: root_id.into(), max_nodes };
-        let mut stream = LineageServiceClient::new(self.channel.clone()).export(self.request(msg, None)?).await?.into_inner();
+        let mut stream =
+            LineageServiceClient::new(self.channel.clone()).export(self.request(msg, None)?).await?.into_inner();
         let mut all = lineage::ExportChunk::default();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk?;

@@ -188,7 +188,7 @@ fn thousands(n: &str) -> String {
     }
     let mut out = String::new();
     for (i, c) in n.chars().enumerate() {
-        if i > 0 && (n.len() - i) % 3 == 0 {
+        if i > 0 && (n.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -218,7 +218,11 @@ pub fn label(node: &Node) -> String {
     match node.kind() {
         NodeKind::Prediction => out.push_str(&format!("Prediction: {id}")),
         NodeKind::ModelVersion => {
-            out.push_str(&format!("Model: {}@{}", attr(node, "model").unwrap_or(id), attr(node, "version").unwrap_or("?")));
+            out.push_str(&format!(
+                "Model: {}@{}",
+                attr(node, "model").unwrap_or(id),
+                attr(node, "version").unwrap_or("?")
+            ));
             if let Some(sha) = attr(node, "sha256") {
                 out.push_str(&format!(" ({})", short_sha(sha)));
             }
@@ -233,7 +237,11 @@ pub fn label(node: &Node) -> String {
             }
         }
         NodeKind::DatasetVersion => {
-            out.push_str(&format!("Snapshot: {}@{}", attr(node, "dataset").unwrap_or(id), attr(node, "version").unwrap_or("?")));
+            out.push_str(&format!(
+                "Snapshot: {}@{}",
+                attr(node, "dataset").unwrap_or(id),
+                attr(node, "version").unwrap_or("?")
+            ));
             if let Some(rows) = attr(node, "rows") {
                 out.push_str(&format!("  rows {}", thousands(rows)));
             }
@@ -348,8 +356,16 @@ mod tests {
             root_id: "pred_abc123".into(),
             direction: Direction::Upstream as i32,
             nodes: vec![
-                node("pred_abc123", NodeKind::Prediction, &[("input_sha256", "a9f2d4ee"), ("output_sha256", "7c8b1a00")]),
-                node("mv_fraud_3", NodeKind::ModelVersion, &[("model", "fraud-detector"), ("version", "3"), ("sha256", "def456789")]),
+                node(
+                    "pred_abc123",
+                    NodeKind::Prediction,
+                    &[("input_sha256", "a9f2d4ee"), ("output_sha256", "7c8b1a00")],
+                ),
+                node(
+                    "mv_fraud_3",
+                    NodeKind::ModelVersion,
+                    &[("model", "fraud-detector"), ("version", "3"), ("sha256", "def456789")],
+                ),
                 node(
                     "run_xyz789",
                     NodeKind::TrainingRun,
@@ -360,7 +376,11 @@ mod tests {
                         ("metric.accuracy", "0.9847"),
                     ],
                 ),
-                node("dsv_orders_7", NodeKind::DatasetVersion, &[("dataset", "orders"), ("version", "7"), ("rows", "1247832"), ("sha256", "e3b0c44298")]),
+                node(
+                    "dsv_orders_7",
+                    NodeKind::DatasetVersion,
+                    &[("dataset", "orders"), ("version", "7"), ("rows", "1247832"), ("sha256", "e3b0c44298")],
+                ),
                 node("ds_tx", NodeKind::Datasource, &[("name", "transactions-db"), ("connector", "postgres")]),
             ],
             edges: vec![
@@ -401,10 +421,7 @@ Prediction: pred_abc123
             depth_reached: 2,
         };
         let text = LineageTree::new(&trace).to_string();
-        assert_eq!(
-            text,
-            "Model: m@1\n├── Training run: a\n└── Snapshot: d@1\n… truncated: depth limit 2 reached\n",
-        );
+        assert_eq!(text, "Model: m@1\n├── Training run: a\n└── Snapshot: d@1\n… truncated: depth limit 2 reached\n",);
 
         // s feeds two runs at the same level: printed under the first, pointed
         // to from the second.

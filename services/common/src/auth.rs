@@ -14,8 +14,8 @@ use sha2::{Digest, Sha256};
 
 use crate::error::PulseError;
 use crate::ids;
-use crate::store::{Db, PgDb, SqliteDb, StoreError};
 use crate::paging;
+use crate::store::{Db, PgDb, SqliteDb, StoreError};
 use crate::time::{from_millis, now_millis};
 
 /// Who is calling, put in each request's extensions by the auth layer.
@@ -282,7 +282,8 @@ impl AuthStore for SqliteAuthStore {
         let after = after.to_string();
         self.0
             .call(move |c| {
-                let mut stmt = c.prepare("SELECT id, name, created_at FROM tenants WHERE id > ?1 ORDER BY id LIMIT ?2")?;
+                let mut stmt =
+                    c.prepare("SELECT id, name, created_at FROM tenants WHERE id > ?1 ORDER BY id LIMIT ?2")?;
                 let rows = stmt.query_map(rusqlite::params![after, limit], lite_tenant)?;
                 Ok(rows.collect::<Result<_, _>>()?)
             })
@@ -429,7 +430,8 @@ impl Auth {
         {
             return Ok(caller.clone());
         }
-        let invalid = || PulseError::Unauthenticated("invalid API key: check PULSE_API_KEY or ask an admin for a key".into());
+        let invalid =
+            || PulseError::Unauthenticated("invalid API key: check PULSE_API_KEY or ask an admin for a key".into());
         let key_id = key_id_of(token).ok_or_else(invalid)?;
         let (key, stored) = self.store.key(&key_id).await?.ok_or_else(invalid)?;
         if !same_digest(&hash, &stored) || key.revoked_at.is_some() {
@@ -494,7 +496,12 @@ impl Auth {
         Ok((key, secret))
     }
 
-    pub async fn keys(&self, tenant_id: &str, page_token: &str, page_size: u32) -> Result<(Vec<ApiKey>, String), PulseError> {
+    pub async fn keys(
+        &self,
+        tenant_id: &str,
+        page_token: &str,
+        page_size: u32,
+    ) -> Result<(Vec<ApiKey>, String), PulseError> {
         self.tenant(tenant_id).await?;
         let limit = paging::page_size(page_size);
         let keys = self.store.keys(tenant_id, page_token, limit).await?;
@@ -533,7 +540,10 @@ mod tests {
 
     #[test]
     fn key_ids_are_read_from_tokens() {
-        assert_eq!(key_id_of("pk_01JDQ0000000000000000000AB_secret").as_deref(), Some("key_01JDQ0000000000000000000AB"));
+        assert_eq!(
+            key_id_of("pk_01JDQ0000000000000000000AB_secret").as_deref(),
+            Some("key_01JDQ0000000000000000000AB")
+        );
         assert_eq!(key_id_of("pk_short_secret"), None);
         assert_eq!(key_id_of("Bearer x"), None);
         assert_eq!(key_id_of("pk_01JDQ0000000000000000000AB_"), None);

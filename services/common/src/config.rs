@@ -150,7 +150,10 @@ impl Config {
             .map_err(|e| PulseError::Config(format!("listen = {:?}: {e}; use host:port", self.listen)))?;
         if !self.metrics_listen.is_empty() {
             self.metrics_listen.parse::<std::net::SocketAddr>().map_err(|e| {
-                PulseError::Config(format!("metrics_listen = {:?}: {e}; use host:port, or empty to disable", self.metrics_listen))
+                PulseError::Config(format!(
+                    "metrics_listen = {:?}: {e}; use host:port, or empty to disable",
+                    self.metrics_listen
+                ))
             })?;
         }
         if self.database_pool_size == 0 {
@@ -178,7 +181,12 @@ mod tests {
         std::fs::write(&file, "listen = \"0.0.0.0:6000\"\nlog_level = \"debug\"\ns3_path_style = true\n").unwrap();
         let cfg = Config::from_sources(
             Some(&file),
-            env(&[("PULSE_LOG_LEVEL", "warn"), ("PULSE_DATABASE_POOL_SIZE", "4"), ("PULSE_API_KEY", "x"), ("HOME", "/")]),
+            env(&[
+                ("PULSE_LOG_LEVEL", "warn"),
+                ("PULSE_DATABASE_POOL_SIZE", "4"),
+                ("PULSE_API_KEY", "x"),
+                ("HOME", "/"),
+            ]),
         )
         .unwrap();
         assert_eq!(cfg.listen, "0.0.0.0:6000"); // file over default

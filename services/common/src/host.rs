@@ -51,9 +51,8 @@ impl Platform {
     /// Connects storage, applies the platform migrations and loads (or
     /// generates) the admin key.
     pub async fn start(config: Config) -> Result<Self, PulseError> {
-        std::fs::create_dir_all(&config.state_dir).map_err(|e| {
-            PulseError::Config(format!("cannot create state_dir {}: {e}", config.state_dir.display()))
-        })?;
+        std::fs::create_dir_all(&config.state_dir)
+            .map_err(|e| PulseError::Config(format!("cannot create state_dir {}: {e}", config.state_dir.display())))?;
         let database = Database::connect(&config).await?;
         let db = database.open(auth::SCHEMA, auth::MIGRATIONS).await?;
         let objects = objects::from_config(&config).await?;
@@ -64,11 +63,8 @@ impl Platform {
                 (auth::load_or_create_admin_key(&path)?, AdminKeySource::File(path))
             }
         };
-        let auth = Arc::new(Auth::new(
-            auth::auth_store(&db),
-            &admin_key,
-            Duration::from_secs(config.auth_cache_seconds),
-        ));
+        let auth =
+            Arc::new(Auth::new(auth::auth_store(&db), &admin_key, Duration::from_secs(config.auth_cache_seconds)));
         Ok(Self {
             idempotency: idempotency::idempotency_store(&db),
             config,

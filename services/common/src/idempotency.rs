@@ -104,7 +104,8 @@ impl IdempotencyStore for PgIdempotency {
             )
             .await?;
         let claimed_at: DateTime<Utc> = row.get(4);
-        let claim = decide(method, request_sha256, (row.get(0), row.get(1), row.get(2), row.get(3)), claimed_at < now - stale);
+        let claim =
+            decide(method, request_sha256, (row.get(0), row.get(1), row.get(2), row.get(3)), claimed_at < now - stale);
         if claim == Claim::Claimed {
             tx.execute(
                 "UPDATE platform.idempotency SET claimed_at = $3 WHERE scope = $1 AND key = $2",
@@ -156,7 +157,8 @@ impl IdempotencyStore for SqliteIdempotency {
         now: DateTime<Utc>,
         stale: Duration,
     ) -> Result<Claim, StoreError> {
-        let (scope, key, method, sha) = (scope.to_string(), key.to_string(), method.to_string(), request_sha256.to_string());
+        let (scope, key, method, sha) =
+            (scope.to_string(), key.to_string(), method.to_string(), request_sha256.to_string());
         self.0
             .call(move |c| {
                 let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

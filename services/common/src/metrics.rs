@@ -38,8 +38,11 @@ impl Metrics {
         )
         .unwrap();
         let duration = HistogramVec::new(
-            HistogramOpts::new("pulse_grpc_request_duration_seconds", "gRPC request latency until the last response byte")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            HistogramOpts::new(
+                "pulse_grpc_request_duration_seconds",
+                "gRPC request latency until the last response byte",
+            )
+            .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
             &["service", "method", "code"],
         )
         .unwrap();
@@ -63,7 +66,11 @@ impl Metrics {
 }
 
 /// Serves `GET /metrics` until `shutdown` completes.
-pub async fn serve(listener: TcpListener, metrics: Metrics, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Metrics,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     use axum::routing::get;
     let app = axum::Router::new().route(
         "/metrics",

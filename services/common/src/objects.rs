@@ -19,7 +19,9 @@ pub enum ObjectError {
     AlreadyExists(String),
     #[error("object '{0}' not found")]
     NotFound(String),
-    #[error("object '{key}' failed its SHA-256 check (recorded {expected}, read {actual}); it was changed or damaged after it was written")]
+    #[error(
+        "object '{key}' failed its SHA-256 check (recorded {expected}, read {actual}); it was changed or damaged after it was written"
+    )]
     Corrupt { key: String, expected: String, actual: String },
     #[error("object '{0}' has no recorded SHA-256; it was not written completely")]
     NoChecksum(String),
@@ -365,11 +367,8 @@ impl ObjectStore for S3ObjectStore {
             }
             Err(e) => return Err(s3_error(e)),
         };
-        let expected = out
-            .metadata()
-            .and_then(|m| m.get(SHA_META))
-            .cloned()
-            .ok_or_else(|| ObjectError::NoChecksum(key.into()))?;
+        let expected =
+            out.metadata().and_then(|m| m.get(SHA_META)).cloned().ok_or_else(|| ObjectError::NoChecksum(key.into()))?;
         let bytes = out.body.collect().await.map_err(|e| ObjectError::S3(e.to_string()))?.into_bytes();
         let actual = sha256_hex(&bytes);
         if actual != expected {
@@ -396,13 +395,8 @@ impl ObjectStore for S3ObjectStore {
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectEntry>, ObjectError> {
         let mut out = Vec::new();
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(self.full_key(prefix))
-            .into_paginator()
-            .send();
+        let mut pages =
+            self.client.list_objects_v2().bucket(&self.bucket).prefix(self.full_key(prefix)).into_paginator().send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(s3_error)?;
             for obj in page.contents() {

@@ -50,11 +50,12 @@ struct MasterKey {
 impl MasterKey {
     fn parse(text: &str) -> Result<Self, SecretError> {
         let text = text.trim();
-        let bytes = hex::decode(text)
-            .map_err(|_| SecretError::BadKey("must be 64 hex characters (32 bytes), e.g. from `openssl rand -hex 32`".into()))?;
-        let key: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| SecretError::BadKey("must be 64 hex characters (32 bytes), e.g. from `openssl rand -hex 32`".into()))?;
+        let bytes = hex::decode(text).map_err(|_| {
+            SecretError::BadKey("must be 64 hex characters (32 bytes), e.g. from `openssl rand -hex 32`".into())
+        })?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| {
+            SecretError::BadKey("must be 64 hex characters (32 bytes), e.g. from `openssl rand -hex 32`".into())
+        })?;
         let id = hex::encode(&Sha256::digest(key)[..8]);
         Ok(Self { id, cipher: Aes256Gcm::new(&key.into()) })
     }

@@ -161,7 +161,8 @@ impl Sandbox {
         let services = make(platform.clone()).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = crate::host::Server::start(&platform, services, listener, Some(metrics)).await.expect("server starts");
+        let server =
+            crate::host::Server::start(&platform, services, listener, Some(metrics)).await.expect("server starts");
         let tenant = async |name: &str| {
             let t = platform.auth.create_tenant(name).await.unwrap();
             let (_, secret) = platform.auth.create_key(&t.id, "tests").await.unwrap();

@@ -40,13 +40,28 @@ fn graph(total: usize) -> Graph {
     };
     let mut deployments = Vec::new();
     for s in 0..10 {
-        let ds = add(&mut g, format!("ds{s}"), NodeKind::Datasource, &[("name", format!("db-{s}")), ("connector", "postgres".into())]);
+        let ds = add(
+            &mut g,
+            format!("ds{s}"),
+            NodeKind::Datasource,
+            &[("name", format!("db-{s}")), ("connector", "postgres".into())],
+        );
         g.datasources.push(ds.clone());
         let mut previous: Option<String> = None;
         for e in 0..10 {
-            let ext = add(&mut g, format!("ext{s}_{e}"), NodeKind::Extraction, &[("mode", "incremental".into()), ("rows", "100000".into())]);
+            let ext = add(
+                &mut g,
+                format!("ext{s}_{e}"),
+                NodeKind::Extraction,
+                &[("mode", "incremental".into()), ("rows", "100000".into())],
+            );
             link(&mut g, &ds, &ext);
-            let dsv = add(&mut g, format!("dsv{s}_{e}"), NodeKind::DatasetVersion, &[("dataset", format!("d{s}")), ("version", e.to_string())]);
+            let dsv = add(
+                &mut g,
+                format!("dsv{s}_{e}"),
+                NodeKind::DatasetVersion,
+                &[("dataset", format!("d{s}")), ("version", e.to_string())],
+            );
             link(&mut g, &ext, &dsv);
             if let Some(p) = &previous {
                 link(&mut g, p, &dsv);
@@ -54,12 +69,19 @@ fn graph(total: usize) -> Graph {
             previous = Some(dsv.clone());
             g.datasets.push(dsv.clone());
             for r in 0..5 {
-                let run = add(&mut g, format!("run{s}_{e}_{r}"), NodeKind::TrainingRun, &[("metric.accuracy", "0.9".into())]);
+                let run =
+                    add(&mut g, format!("run{s}_{e}_{r}"), NodeKind::TrainingRun, &[("metric.accuracy", "0.9".into())]);
                 link(&mut g, &dsv, &run);
-                let mv = add(&mut g, format!("mv{s}_{e}_{r}"), NodeKind::ModelVersion, &[("model", format!("m{s}")), ("version", (e * 5 + r).to_string())]);
+                let mv = add(
+                    &mut g,
+                    format!("mv{s}_{e}_{r}"),
+                    NodeKind::ModelVersion,
+                    &[("model", format!("m{s}")), ("version", (e * 5 + r).to_string())],
+                );
                 link(&mut g, &run, &mv);
                 link(&mut g, &dsv, &mv);
-                let dep = add(&mut g, format!("dep{s}_{e}_{r}"), NodeKind::Deployment, &[("stage", "production".into())]);
+                let dep =
+                    add(&mut g, format!("dep{s}_{e}_{r}"), NodeKind::Deployment, &[("stage", "production".into())]);
                 link(&mut g, &mv, &dep);
                 deployments.push(dep);
             }
@@ -67,7 +89,7 @@ fn graph(total: usize) -> Graph {
     }
     // The rest: predictions through the deployments, a fifth with feedback.
     let remaining = total.saturating_sub(g.nodes.len());
-    let predictions = remaining * 4 / 5 + (remaining % 5 > 0) as usize;
+    let predictions = remaining * 4 / 5 + (!remaining.is_multiple_of(5)) as usize;
     for i in 0..predictions {
         let p = add(&mut g, format!("pred{i}"), NodeKind::Prediction, &[("input_sha256", format!("{i:064x}"))]);
         link(&mut g, &deployments[i % deployments.len()], &p);
@@ -104,7 +126,7 @@ fn percentiles(mut samples: Vec<Duration>) -> (f64, f64) {
 }
 
 /// Deterministic spread of picks without a random-number dependency.
-fn pick<'a>(items: &'a [String], i: usize) -> &'a str {
+fn pick(items: &[String], i: usize) -> &str {
     &items[(i * 7919) % items.len()]
 }
 
@@ -151,7 +173,9 @@ async fn run(name: &str, database: Database, g: &Graph, rows: &mut Vec<String>) 
         }
     })
     .await;
-    rows.push(format!("| {name} | impact of a dataset version (bounded at 10,000 nodes) | 200 | {p50:.2} | {p99:.2} |"));
+    rows.push(format!(
+        "| {name} | impact of a dataset version (bounded at 10,000 nodes) | 200 | {p50:.2} | {p99:.2} |"
+    ));
 
     let (p50, p99) = measure(20, |i| {
         let l = l.clone();
@@ -197,10 +221,8 @@ async fn main() {
         .map(|n| n.parse().expect("--nodes takes a number"))
         .unwrap_or(100_000);
     let g = graph(nodes);
-    let mut rows = vec![
-        "| store | operation | samples | p50 ms | p99 ms |".to_string(),
-        "|---|---|---|---|---|".to_string(),
-    ];
+    let mut rows =
+        vec!["| store | operation | samples | p50 ms | p99 ms |".to_string(), "|---|---|---|---|---|".to_string()];
     let dir = tempfile::tempdir().unwrap();
     run("embedded (SQLite)", Database::Embedded(dir.path().to_path_buf()), &g, &mut rows).await;
     let pg = TestDatabase::create().await;

@@ -20,7 +20,9 @@ pub fn kind_from_pb(field: &str, kind: i32) -> Result<NodeKind, LineageError> {
         Ok(K::Feedback) => NodeKind::Feedback,
         Ok(K::DriftReport) => NodeKind::DriftReport,
         Ok(K::PipelineRun) => NodeKind::PipelineRun,
-        Ok(K::Unspecified) => return Err(LineageError::invalid(field, "is required: set a node kind such as NODE_KIND_MODEL_VERSION")),
+        Ok(K::Unspecified) => {
+            return Err(LineageError::invalid(field, "is required: set a node kind such as NODE_KIND_MODEL_VERSION"));
+        }
         Err(_) => return Err(LineageError::invalid(field, format!("{kind} is not a node kind"))),
     })
 }
@@ -50,14 +52,21 @@ pub fn direction_from_pb(direction: i32) -> Result<Direction, LineageError> {
     match pb::Direction::try_from(direction) {
         Ok(pb::Direction::Unspecified | pb::Direction::Upstream) => Ok(Direction::Upstream),
         Ok(pb::Direction::Downstream) => Ok(Direction::Downstream),
-        Err(_) => Err(LineageError::invalid("direction", format!("{direction} is not a direction: use UPSTREAM or DOWNSTREAM"))),
+        Err(_) => Err(LineageError::invalid(
+            "direction",
+            format!("{direction} is not a direction: use UPSTREAM or DOWNSTREAM"),
+        )),
     }
 }
 
 pub fn node_write(field: &str, node: Option<pb::Node>) -> Result<NodeWrite, LineageError> {
     let pb::Node { id, kind, attributes, created_at: _ } =
         node.ok_or_else(|| LineageError::invalid(field, "is required"))?;
-    Ok(NodeWrite { id, kind: kind_from_pb(&format!("{field}.kind"), kind)?, attributes: attributes.into_iter().collect() })
+    Ok(NodeWrite {
+        id,
+        kind: kind_from_pb(&format!("{field}.kind"), kind)?,
+        attributes: attributes.into_iter().collect(),
+    })
 }
 
 pub fn edge_write(field: &str, edge: Option<pb::Edge>) -> Result<EdgeWrite, LineageError> {
@@ -68,7 +77,12 @@ pub fn edge_write(field: &str, edge: Option<pb::Edge>) -> Result<EdgeWrite, Line
 
 pub fn node_pb(node: Node) -> pb::Node {
     let Node { id, kind, attributes, created_at } = node;
-    pb::Node { id, kind: kind_to_pb(kind) as i32, attributes: attributes.into_iter().collect(), created_at: Some(to_proto(created_at)) }
+    pb::Node {
+        id,
+        kind: kind_to_pb(kind) as i32,
+        attributes: attributes.into_iter().collect(),
+        created_at: Some(to_proto(created_at)),
+    }
 }
 
 pub fn edge_pb(edge: Edge) -> pb::Edge {

@@ -145,10 +145,18 @@ pub fn check_node_id(field: &str, id: &str) -> Result<(), LineageError> {
 }
 
 /// Checks a node being recorded; `field` is its place in the request.
-pub fn check_node(field: &str, id: &str, kind: NodeKind, attributes: &BTreeMap<String, String>) -> Result<(), LineageError> {
+pub fn check_node(
+    field: &str,
+    id: &str,
+    kind: NodeKind,
+    attributes: &BTreeMap<String, String>,
+) -> Result<(), LineageError> {
     check_node_id(&format!("{field}.id"), id)?;
     if attributes.len() > MAX_ATTRIBUTES {
-        return Err(LineageError::invalid(format!("{field}.attributes"), format!("at most {MAX_ATTRIBUTES} attributes")));
+        return Err(LineageError::invalid(
+            format!("{field}.attributes"),
+            format!("at most {MAX_ATTRIBUTES} attributes"),
+        ));
     }
     for (k, v) in attributes {
         let key_ok = !k.is_empty()
@@ -158,11 +166,17 @@ pub fn check_node(field: &str, id: &str, kind: NodeKind, attributes: &BTreeMap<S
         if !key_ok {
             return Err(LineageError::invalid(
                 format!("{field}.attributes"),
-                format!("key '{}' must be 1 to 64 characters of a-z 0-9 _ . starting with a letter", pulse_common::ids::truncate(k, 64)),
+                format!(
+                    "key '{}' must be 1 to 64 characters of a-z 0-9 _ . starting with a letter",
+                    pulse_common::ids::truncate(k, 64)
+                ),
             ));
         }
         if v.len() > MAX_VALUE_LEN {
-            return Err(LineageError::invalid(format!("{field}.attributes.{k}"), format!("is longer than {MAX_VALUE_LEN} bytes")));
+            return Err(LineageError::invalid(
+                format!("{field}.attributes.{k}"),
+                format!("is longer than {MAX_VALUE_LEN} bytes"),
+            ));
         }
     }
     for required in kind.required_attributes() {
@@ -272,9 +286,17 @@ impl Lineage {
     }
 
     /// Records nodes and edges atomically: all of them or none.
-    pub async fn record(&self, tenant: &str, nodes: Vec<NodeWrite>, edges: Vec<EdgeWrite>) -> Result<RecordOutcome, LineageError> {
+    pub async fn record(
+        &self,
+        tenant: &str,
+        nodes: Vec<NodeWrite>,
+        edges: Vec<EdgeWrite>,
+    ) -> Result<RecordOutcome, LineageError> {
         if nodes.len() > MAX_BATCH || edges.len() > MAX_BATCH {
-            return Err(LineageError::invalid("nodes", format!("at most {MAX_BATCH} nodes and {MAX_BATCH} edges per call; split the batch")));
+            return Err(LineageError::invalid(
+                "nodes",
+                format!("at most {MAX_BATCH} nodes and {MAX_BATCH} edges per call; split the batch"),
+            ));
         }
         for (i, n) in nodes.iter().enumerate() {
             check_node(&format!("nodes[{i}]"), &n.id, n.kind, &n.attributes)?;
@@ -307,7 +329,13 @@ impl Lineage {
         Ok(into.into_iter().find(|e| e.from_id == from))
     }
 
-    pub async fn list(&self, tenant: &str, kind: Option<NodeKind>, page_token: &str, page_size: u32) -> Result<(Vec<Node>, String), LineageError> {
+    pub async fn list(
+        &self,
+        tenant: &str,
+        kind: Option<NodeKind>,
+        page_token: &str,
+        page_size: u32,
+    ) -> Result<(Vec<Node>, String), LineageError> {
         let limit = pulse_common::paging::page_size(page_size);
         let nodes = self.store.list(tenant, kind, page_token, limit).await?;
         let next = pulse_common::paging::next_token(&nodes, limit, |n| &n.id);
@@ -316,12 +344,26 @@ impl Lineage {
 
     /// Everything reachable from `id` in `direction`, breadth-first, within
     /// the limits; the answer says which limit stopped it.
-    pub async fn trace(&self, tenant: &str, id: &str, direction: Direction, max_depth: u32, max_nodes: u32) -> Result<Walk, LineageError> {
+    pub async fn trace(
+        &self,
+        tenant: &str,
+        id: &str,
+        direction: Direction,
+        max_depth: u32,
+        max_nodes: u32,
+    ) -> Result<Walk, LineageError> {
         let (depth, nodes) = check_limits(max_depth, max_nodes, DEFAULT_NODES)?;
         self.walk(tenant, id, direction, depth, nodes).await
     }
 
-    async fn walk(&self, tenant: &str, id: &str, direction: Direction, max_depth: u32, max_nodes: u32) -> Result<Walk, LineageError> {
+    async fn walk(
+        &self,
+        tenant: &str,
+        id: &str,
+        direction: Direction,
+        max_depth: u32,
+        max_nodes: u32,
+    ) -> Result<Walk, LineageError> {
         let root = self.node(tenant, id).await?;
         let mut seen: HashSet<String> = HashSet::from([root.id.clone()]);
         let mut edge_seen: HashSet<(String, String)> = HashSet::new();
@@ -395,10 +437,16 @@ impl Lineage {
         self.walk(tenant, root, Direction::Both, MAX_DEPTH, nodes).await
     }
 
-    pub async fn export_page(&self, tenant: &str, after: &str, limit: u32) -> Result<(Vec<Node>, Vec<Edge>), LineageError> {
+    pub async fn export_page(
+        &self,
+        tenant: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<(Vec<Node>, Vec<Edge>), LineageError> {
         let nodes = self.store.list(tenant, None, after, limit).await?;
         let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
-        let edges = if ids.is_empty() { Vec::new() } else { self.store.edges_of(tenant, &ids, Direction::Downstream).await? };
+        let edges =
+            if ids.is_empty() { Vec::new() } else { self.store.edges_of(tenant, &ids, Direction::Downstream).await? };
         Ok((nodes, edges))
     }
 }

@@ -11,7 +11,9 @@ pub enum LineageError {
     KindConflict { id: String, existing: &'static str, requested: &'static str },
     #[error("edge {from} ({from_kind}) → {to} ({to_kind}) is not a lineage link: a {from_kind} can lead to {allowed}")]
     KindsNotLinked { from: String, to: String, from_kind: &'static str, to_kind: &'static str, allowed: String },
-    #[error("edge {from} → {to} would form a cycle: {to} already leads to {from}; lineage edges point from an input to what was made from it")]
+    #[error(
+        "edge {from} → {to} would form a cycle: {to} already leads to {from}; lineage edges point from an input to what was made from it"
+    )]
     Cycle { from: String, to: String },
     #[error(transparent)]
     Store(#[from] StoreError),

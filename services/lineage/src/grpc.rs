@@ -9,7 +9,9 @@ use pulse_proto::lineage::v1 as pb;
 use pulse_proto::lineage::v1::lineage_service_server::LineageService;
 use pulse_proto::tonic::{Request, Response, Status};
 
-use crate::convert::{direction_from_pb, edge_pb, edge_write, kind_filter, node_pb, node_write, trace_pb, truncation_pb};
+use crate::convert::{
+    direction_from_pb, edge_pb, edge_write, kind_filter, node_pb, node_write, trace_pb, truncation_pb,
+};
 use crate::domain::{Lineage, NodeKind};
 
 #[derive(Debug, Clone)]
@@ -32,7 +34,10 @@ const EXPORT_CHUNK: u32 = 1000;
 
 #[pulse_proto::tonic::async_trait]
 impl LineageService for LineageGrpc {
-    async fn record_node(&self, req: Request<pb::RecordNodeRequest>) -> Result<Response<pb::RecordNodeResponse>, Status> {
+    async fn record_node(
+        &self,
+        req: Request<pb::RecordNodeRequest>,
+    ) -> Result<Response<pb::RecordNodeResponse>, Status> {
         let tenant = tenant(&req)?;
         let pb::RecordNodeRequest { node } = req.into_inner();
         let node = node_write("node", node).map_err(status)?;
@@ -42,7 +47,10 @@ impl LineageService for LineageGrpc {
         Ok(Response::new(pb::RecordNodeResponse { node: Some(node_pb(stored)), created: outcome.nodes_created == 1 }))
     }
 
-    async fn record_edge(&self, req: Request<pb::RecordEdgeRequest>) -> Result<Response<pb::RecordEdgeResponse>, Status> {
+    async fn record_edge(
+        &self,
+        req: Request<pb::RecordEdgeRequest>,
+    ) -> Result<Response<pb::RecordEdgeResponse>, Status> {
         let tenant = tenant(&req)?;
         let pb::RecordEdgeRequest { edge } = req.into_inner();
         let edge = edge_write("edge", edge).map_err(status)?;
@@ -56,7 +64,10 @@ impl LineageService for LineageGrpc {
         Ok(Response::new(pb::RecordEdgeResponse { edge: Some(edge_pb(stored)), created: outcome.edges_created == 1 }))
     }
 
-    async fn record_batch(&self, req: Request<pb::RecordBatchRequest>) -> Result<Response<pb::RecordBatchResponse>, Status> {
+    async fn record_batch(
+        &self,
+        req: Request<pb::RecordBatchRequest>,
+    ) -> Result<Response<pb::RecordBatchResponse>, Status> {
         let tenant = tenant(&req)?;
         let pb::RecordBatchRequest { nodes, edges } = req.into_inner();
         let nodes = nodes
@@ -118,7 +129,8 @@ impl LineageService for LineageGrpc {
                 version: n.attributes.get("version").and_then(|v| v.parse().ok()).unwrap_or_default(),
             })
             .collect();
-        let deployments = impact.affected.iter().filter(|n| n.kind == NodeKind::Deployment).cloned().map(node_pb).collect();
+        let deployments =
+            impact.affected.iter().filter(|n| n.kind == NodeKind::Deployment).cloned().map(node_pb).collect();
         Ok(Response::new(pb::ImpactResponse {
             root: Some(node_pb(impact.root)),
             affected: impact.affected.into_iter().map(node_pb).collect(),
@@ -148,7 +160,11 @@ impl LineageService for LineageGrpc {
             let mut after = String::new();
             let mut sent: u64 = 0;
             loop {
-                let room = if max_nodes == 0 { EXPORT_CHUNK as u64 } else { (max_nodes as u64 - sent).min(EXPORT_CHUNK as u64) };
+                let room = if max_nodes == 0 {
+                    EXPORT_CHUNK as u64
+                } else {
+                    (max_nodes as u64 - sent).min(EXPORT_CHUNK as u64)
+                };
                 if room == 0 {
                     break;
                 }

@@ -25,6 +25,7 @@ pub async fn open(platform: &Platform) -> Result<Lineage, PulseError> {
 pub async fn hosted(platform: &Platform) -> Result<Hosted, PulseError> {
     let lineage = open(platform).await?;
     Ok(Hosted::new(
-        LineageServiceServer::new(LineageGrpc::new(lineage)).max_decoding_message_size(platform.config.max_message_bytes),
+        LineageServiceServer::new(LineageGrpc::new(lineage))
+            .max_decoding_message_size(platform.config.max_message_bytes),
     ))
 }

@@ -65,10 +65,21 @@ pub trait LineageStore: Send + Sync + std::fmt::Debug {
     /// Upserts the nodes (merging attributes; a kind change is refused) and
     /// adds the edges (endpoints must exist, kinds must link, no cycle), in
     /// one transaction.
-    async fn record(&self, tenant: &str, nodes: Vec<NodeWrite>, edges: Vec<EdgeWrite>) -> Result<RecordOutcome, LineageError>;
+    async fn record(
+        &self,
+        tenant: &str,
+        nodes: Vec<NodeWrite>,
+        edges: Vec<EdgeWrite>,
+    ) -> Result<RecordOutcome, LineageError>;
     async fn node(&self, tenant: &str, id: &str) -> Result<Option<Node>, StoreError>;
     /// Nodes by id after `after`, optionally of one kind.
-    async fn list(&self, tenant: &str, kind: Option<NodeKind>, after: &str, limit: u32) -> Result<Vec<Node>, StoreError>;
+    async fn list(
+        &self,
+        tenant: &str,
+        kind: Option<NodeKind>,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<Node>, StoreError>;
     /// One level of a walk: the edges into (upstream), out of (downstream)
     /// or touching (both) `ids`, each with the node at its far end.
     async fn step(&self, tenant: &str, ids: &[String], direction: Direction) -> Result<Vec<Step>, StoreError>;
@@ -96,7 +107,9 @@ fn step_sql(direction: Direction, edges: &str, nodes: &str, ids: &str, upstream_
     let body = match direction {
         Direction::Upstream => part("to_id", "from_id", upstream_hint),
         Direction::Downstream => part("from_id", "to_id", ""),
-        Direction::Both => format!("{} UNION ALL {}", part("to_id", "from_id", upstream_hint), part("from_id", "to_id", "")),
+        Direction::Both => {
+            format!("{} UNION ALL {}", part("to_id", "from_id", upstream_hint), part("from_id", "to_id", ""))
+        }
     };
     format!("SELECT * FROM ({body}) s ORDER BY 4, 1, 2")
 }
@@ -138,12 +151,7 @@ const EDGE_COLUMNS: &str = "from_id, to_id, relation, created_at";
 struct PgLineageStore(PgDb);
 
 fn pg_node(r: &tokio_postgres::Row) -> Result<Node, StoreError> {
-    Ok(Node {
-        id: r.get(0),
-        kind: kind_of(r.get(1))?,
-        attributes: attributes_from(r.get(2)),
-        created_at: r.get(3),
-    })
+    Ok(Node { id: r.get(0), kind: kind_of(r.get(1))?, attributes: attributes_from(r.get(2)), created_at: r.get(3) })
 }
 
 fn pg_edge(r: &tokio_postgres::Row) -> Edge {
@@ -152,7 +160,12 @@ fn pg_edge(r: &tokio_postgres::Row) -> Edge {
 
 #[async_trait]
 impl LineageStore for PgLineageStore {
-    async fn record(&self, tenant: &str, nodes: Vec<NodeWrite>, edges: Vec<EdgeWrite>) -> Result<RecordOutcome, LineageError> {
+    async fn record(
+        &self,
+        tenant: &str,
+        nodes: Vec<NodeWrite>,
+        edges: Vec<EdgeWrite>,
+    ) -> Result<RecordOutcome, LineageError> {
         let mut client = self.0.client().await?;
         let tx = client.transaction().await.map_err(StoreError::from)?;
         let now: DateTime<Utc> = pulse_common::time::now_millis();
@@ -184,7 +197,10 @@ impl LineageStore for PgLineageStore {
                     Some(_) => out.nodes_updated += 1,
                     None => {
                         let existing: String = tx
-                            .query_one("SELECT kind FROM lineage.nodes WHERE tenant_id = $1 AND id = $2", &[&tenant, &n.id])
+                            .query_one(
+                                "SELECT kind FROM lineage.nodes WHERE tenant_id = $1 AND id = $2",
+                                &[&tenant, &n.id],
+                            )
                             .await
                             .map_err(StoreError::from)?
                             .get(0);
@@ -228,7 +244,8 @@ impl LineageStore for PgLineageStore {
                 let to_kind = *kinds.get(&e.to_id).ok_or_else(|| LineageError::NodeNotFound(e.to_id.clone()))?;
                 check_link(&e.from_id, from_kind, &e.to_id, to_kind)?;
                 // Checked before the insert: the walk from `to` must not reach `from`.
-                let closes: bool = tx.query_one(&cycle, &[&tenant, &e.to_id, &e.from_id]).await.map_err(StoreError::from)?.get(0);
+                let closes: bool =
+                    tx.query_one(&cycle, &[&tenant, &e.to_id, &e.from_id]).await.map_err(StoreError::from)?.get(0);
                 if closes {
                     return Err(LineageError::Cycle { from: e.from_id.clone(), to: e.to_id.clone() });
                 }
@@ -245,12 +262,20 @@ impl LineageStore for PgLineageStore {
 
     async fn node(&self, tenant: &str, id: &str) -> Result<Option<Node>, StoreError> {
         let c = self.0.client().await?;
-        let stmt = c.prepare_cached(&format!("SELECT {NODE_COLUMNS} FROM lineage.nodes WHERE tenant_id = $1 AND id = $2")).await?;
+        let stmt = c
+            .prepare_cached(&format!("SELECT {NODE_COLUMNS} FROM lineage.nodes WHERE tenant_id = $1 AND id = $2"))
+            .await?;
         let row = c.query_opt(&stmt, &[&tenant, &id]).await?;
         row.as_ref().map(pg_node).transpose()
     }
 
-    async fn list(&self, tenant: &str, kind: Option<NodeKind>, after: &str, limit: u32) -> Result<Vec<Node>, StoreError> {
+    async fn list(
+        &self,
+        tenant: &str,
+        kind: Option<NodeKind>,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<Node>, StoreError> {
         let c = self.0.client().await?;
         let kind = kind.map(|k| k.as_str());
         let stmt = c
@@ -273,7 +298,12 @@ impl LineageStore for PgLineageStore {
             .map(|r| {
                 Ok(Step {
                     edge: Edge { from_id: r.get(0), to_id: r.get(1), relation: r.get(2), created_at: r.get(3) },
-                    far: Node { id: r.get(4), kind: kind_of(r.get(5))?, attributes: attributes_from(r.get(6)), created_at: r.get(7) },
+                    far: Node {
+                        id: r.get(4),
+                        kind: kind_of(r.get(5))?,
+                        attributes: attributes_from(r.get(6)),
+                        created_at: r.get(7),
+                    },
                 })
             })
             .collect()
@@ -329,7 +359,8 @@ fn record_sqlite(
     let now = pulse_common::time::now_millis().timestamp_millis();
     let mut out = RecordOutcome::default();
     {
-        let mut existing_kind = tx.prepare_cached("SELECT kind FROM nodes WHERE tenant_id = ?1 AND id = ?2").map_err(StoreError::from)?;
+        let mut existing_kind =
+            tx.prepare_cached("SELECT kind FROM nodes WHERE tenant_id = ?1 AND id = ?2").map_err(StoreError::from)?;
         let mut insert = tx
             .prepare_cached(
                 "INSERT INTO nodes (tenant_id, id, kind, attributes, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
@@ -342,11 +373,15 @@ fn record_sqlite(
             .map_err(StoreError::from)?;
         for n in nodes {
             let attrs = attributes_json(&n.attributes).to_string();
-            let kind: Option<String> =
-                existing_kind.query_row(rusqlite::params![tenant, n.id], |r| r.get(0)).optional().map_err(StoreError::from)?;
+            let kind: Option<String> = existing_kind
+                .query_row(rusqlite::params![tenant, n.id], |r| r.get(0))
+                .optional()
+                .map_err(StoreError::from)?;
             match kind {
                 None => {
-                    insert.execute(rusqlite::params![tenant, n.id, n.kind.as_str(), attrs, now]).map_err(StoreError::from)?;
+                    insert
+                        .execute(rusqlite::params![tenant, n.id, n.kind.as_str(), attrs, now])
+                        .map_err(StoreError::from)?;
                     out.nodes_created += 1;
                 }
                 Some(k) if k == n.kind.as_str() => {
@@ -354,7 +389,11 @@ fn record_sqlite(
                     out.nodes_updated += 1;
                 }
                 Some(k) => {
-                    return Err(LineageError::KindConflict { id: n.id.clone(), existing: kind_of(&k)?.as_str(), requested: n.kind.as_str() });
+                    return Err(LineageError::KindConflict {
+                        id: n.id.clone(),
+                        existing: kind_of(&k)?.as_str(),
+                        requested: n.kind.as_str(),
+                    });
                 }
             }
         }
@@ -387,13 +426,15 @@ fn record_sqlite(
                 .map_err(StoreError::from)?
                 .ok_or_else(|| LineageError::NodeNotFound(e.to_id.clone()))?;
             check_link(&e.from_id, kind_of(&from_kind)?, &e.to_id, kind_of(&to_kind)?)?;
-            let closes: bool =
-                cycle.query_row(rusqlite::params![tenant, e.to_id, e.from_id], |r| r.get(0)).map_err(StoreError::from)?;
+            let closes: bool = cycle
+                .query_row(rusqlite::params![tenant, e.to_id, e.from_id], |r| r.get(0))
+                .map_err(StoreError::from)?;
             if closes {
                 return Err(LineageError::Cycle { from: e.from_id.clone(), to: e.to_id.clone() });
             }
-            out.edges_created +=
-                insert_edge.execute(rusqlite::params![tenant, e.from_id, e.to_id, e.relation, now]).map_err(StoreError::from)? as u32;
+            out.edges_created += insert_edge
+                .execute(rusqlite::params![tenant, e.from_id, e.to_id, e.relation, now])
+                .map_err(StoreError::from)? as u32;
         }
     }
     tx.commit().map_err(StoreError::from)?;
@@ -402,14 +443,15 @@ fn record_sqlite(
 
 #[async_trait]
 impl LineageStore for SqliteLineageStore {
-    async fn record(&self, tenant: &str, nodes: Vec<NodeWrite>, edges: Vec<EdgeWrite>) -> Result<RecordOutcome, LineageError> {
+    async fn record(
+        &self,
+        tenant: &str,
+        nodes: Vec<NodeWrite>,
+        edges: Vec<EdgeWrite>,
+    ) -> Result<RecordOutcome, LineageError> {
         let tenant = tenant.to_string();
         // The closure's error must be a StoreError; carry domain errors out beside it.
-        let result = self
-            .0
-            .call(move |c| Ok(record_sqlite(c, &tenant, &nodes, &edges)))
-            .await?;
-        result
+        self.0.call(move |c| Ok(record_sqlite(c, &tenant, &nodes, &edges))).await?
     }
 
     async fn node(&self, tenant: &str, id: &str) -> Result<Option<Node>, StoreError> {
@@ -429,7 +471,13 @@ impl LineageStore for SqliteLineageStore {
             .await
     }
 
-    async fn list(&self, tenant: &str, kind: Option<NodeKind>, after: &str, limit: u32) -> Result<Vec<Node>, StoreError> {
+    async fn list(
+        &self,
+        tenant: &str,
+        kind: Option<NodeKind>,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<Node>, StoreError> {
         let (tenant, after, kind) = (tenant.to_string(), after.to_string(), kind.map(|k| k.as_str()));
         self.0
             .call(move |c| {
@@ -437,7 +485,9 @@ impl LineageStore for SqliteLineageStore {
                     "SELECT {NODE_COLUMNS} FROM nodes
                      WHERE tenant_id = ?1 AND (?2 IS NULL OR kind = ?2) AND id > ?3 ORDER BY id LIMIT ?4"
                 ))?;
-                let raw: Vec<_> = stmt.query_map(rusqlite::params![tenant, kind, after, limit], lite_node)?.collect::<Result<_, _>>()?;
+                let raw: Vec<_> = stmt
+                    .query_map(rusqlite::params![tenant, kind, after, limit], lite_node)?
+                    .collect::<Result<_, _>>()?;
                 raw.into_iter().map(lite_node_into).collect()
             })
             .await
@@ -449,7 +499,13 @@ impl LineageStore for SqliteLineageStore {
             .call(move |c| {
                 // Without statistics SQLite would read every edge of the
                 // tenant for an upstream step: name the index.
-                let sql = step_sql(direction, "edges", "nodes", "IN (SELECT value FROM json_each($2))", "INDEXED BY edges_to");
+                let sql = step_sql(
+                    direction,
+                    "edges",
+                    "nodes",
+                    "IN (SELECT value FROM json_each($2))",
+                    "INDEXED BY edges_to",
+                );
                 let mut stmt = c.prepare_cached(&sql)?;
                 let raw: Vec<(Edge, (String, String, String, i64))> = stmt
                     .query_map(rusqlite::params![tenant, ids], |r| {

@@ -17,7 +17,9 @@ async fn sandbox(postgres: bool) -> Sandbox {
         async |platform| {
             vec![
                 pulse_lineage::hosted(&platform).await.unwrap(),
-                Hosted::new(Pending::<pulse_proto::trainer::v1::trainer_service_server::TrainerServiceServer<()>>::new()),
+                Hosted::new(
+                    Pending::<pulse_proto::trainer::v1::trainer_service_server::TrainerServiceServer<()>>::new(),
+                ),
             ]
         },
     )
@@ -53,13 +55,26 @@ async fn record_documented_graph(client: &Client) {
     let nodes = vec![
         node("ds_tx", NodeKind::Datasource, &[("name", "transactions-db"), ("connector", "postgres")]),
         node("ext_1", NodeKind::Extraction, &[("mode", "full"), ("rows", "1247832")]),
-        node("dsv_orders_7", NodeKind::DatasetVersion, &[("dataset", "orders"), ("version", "7"), ("rows", "1247832"), ("sha256", "e3b0c44298fc")]),
+        node(
+            "dsv_orders_7",
+            NodeKind::DatasetVersion,
+            &[("dataset", "orders"), ("version", "7"), ("rows", "1247832"), ("sha256", "e3b0c44298fc")],
+        ),
         node(
             "run_xyz789",
             NodeKind::TrainingRun,
-            &[("started_at", "2026-01-15T02:00:00Z"), ("finished_at", "2026-01-15T02:04:32Z"), ("metric.accuracy", "0.9847"), ("metric.f1", "0.9621")],
+            &[
+                ("started_at", "2026-01-15T02:00:00Z"),
+                ("finished_at", "2026-01-15T02:04:32Z"),
+                ("metric.accuracy", "0.9847"),
+                ("metric.f1", "0.9621"),
+            ],
         ),
-        node("mv_fraud_3", NodeKind::ModelVersion, &[("model", "fraud-detector"), ("version", "3"), ("sha256", "def4567890")]),
+        node(
+            "mv_fraud_3",
+            NodeKind::ModelVersion,
+            &[("model", "fraud-detector"), ("version", "3"), ("sha256", "def4567890")],
+        ),
         node("pred_abc123", NodeKind::Prediction, &[("input_sha256", "a9f2d4aa"), ("output_sha256", "7c8b1abb")]),
     ];
     let edges = vec![
@@ -249,7 +264,8 @@ async fn idempotency_and_bad_input(postgres: bool) {
     assert!(err.message().starts_with("idempotency-key:"), "{err:?}");
 
     // Oversized messages are refused with the limit, with or without a key.
-    let big = pb::RecordNodeRequest { node: Some(node("big", NodeKind::TrainingRun, &[("note", &"x".repeat(100 * 1024))])) };
+    let big =
+        pb::RecordNodeRequest { node: Some(node("big", NodeKind::TrainingRun, &[("note", &"x".repeat(100 * 1024))])) };
     let err = raw.record_node(raw_request(&sb, big.clone(), None)).await.unwrap_err();
     assert!(err.message().contains("65536"), "{err:?}");
     let err = raw.record_node(raw_request(&sb, big, Some("k-big"))).await.unwrap_err();
@@ -272,7 +288,9 @@ async fn bounded_walks_say_which_limit_stopped_them() {
     let sb = sandbox(false).await;
     let client = Client::connect(&sb.endpoint, Some(&sb.tenant_a.1)).await.unwrap();
     // A chain of 30 dataset versions and one version feeding 50 runs.
-    let chain: Vec<Node> = (0..30).map(|i| node(&format!("v{i}"), NodeKind::DatasetVersion, &[("dataset", "d"), ("version", &i.to_string())])).collect();
+    let chain: Vec<Node> = (0..30)
+        .map(|i| node(&format!("v{i}"), NodeKind::DatasetVersion, &[("dataset", "d"), ("version", &i.to_string())]))
+        .collect();
     let links: Vec<Edge> = (1..30).map(|i| edge(&format!("v{}", i - 1), &format!("v{i}"))).collect();
     client.record_batch(chain, links, None).await.unwrap();
     let runs: Vec<Node> = (0..50).map(|i| node(&format!("r{i}"), NodeKind::TrainingRun, &[])).collect();
@@ -284,7 +302,11 @@ async fn bounded_walks_say_which_limit_stopped_them() {
     assert_eq!(deep.depth_reached, 5);
     let t = deep.truncation.unwrap();
     assert!(t.truncated && t.reason.starts_with("depth limit 5 reached"), "{t:?}");
-    assert!(LineageTree::new(&client.trace("v29", Direction::Upstream, 5, 0).await.unwrap()).to_string().contains("… truncated: depth limit 5"));
+    assert!(
+        LineageTree::new(&client.trace("v29", Direction::Upstream, 5, 0).await.unwrap())
+            .to_string()
+            .contains("… truncated: depth limit 5")
+    );
 
     let wide = client.trace("v0", Direction::Downstream, 0, 10).await.unwrap();
     assert_eq!(wide.nodes.len(), 10);
@@ -304,7 +326,10 @@ async fn bounded_walks_say_which_limit_stopped_them() {
 async fn metrics_reflection_health_and_pending_services() {
     let sb = sandbox(false).await;
     let client = Client::connect(&sb.endpoint, Some(&sb.tenant_a.1)).await.unwrap();
-    client.record_node(node("ds1", NodeKind::Datasource, &[("name", "n"), ("connector", "postgres")]), None).await.unwrap();
+    client
+        .record_node(node("ds1", NodeKind::Datasource, &[("name", "n"), ("connector", "postgres")]), None)
+        .await
+        .unwrap();
     client.trace("ds1", Direction::Downstream, 0, 0).await.unwrap();
     client.get_node("missing").await.unwrap_err();
     Client::connect(&sb.endpoint, None).await.unwrap().get_node("ds1").await.unwrap_err();
@@ -321,11 +346,22 @@ async fn metrics_reflection_health_and_pending_services() {
     }
 
     // Reflection lists every hosted service, health and reflection, on v1 and v1alpha.
-    let channel = pulse_proto::tonic::transport::Endpoint::from_shared(sb.endpoint.clone()).unwrap().connect().await.unwrap();
+    let channel =
+        pulse_proto::tonic::transport::Endpoint::from_shared(sb.endpoint.clone()).unwrap().connect().await.unwrap();
     let listed_v1 = {
-        use tonic_reflection::pb::v1::{ServerReflectionRequest, server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest, server_reflection_response::MessageResponse};
-        let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
-        let mut stream = ServerReflectionClient::new(channel.clone()).server_reflection_info(futures::stream::iter([req])).await.unwrap().into_inner();
+        use tonic_reflection::pb::v1::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut stream = ServerReflectionClient::new(channel.clone())
+            .server_reflection_info(futures::stream::iter([req]))
+            .await
+            .unwrap()
+            .into_inner();
         match stream.message().await.unwrap().unwrap().message_response.unwrap() {
             MessageResponse::ListServicesResponse(l) => l.service.into_iter().map(|s| s.name).collect::<Vec<_>>(),
             other => panic!("{other:?}"),
@@ -341,9 +377,19 @@ async fn metrics_reflection_health_and_pending_services() {
         assert!(listed_v1.iter().any(|s| s == name), "{name} not in {listed_v1:?}");
     }
     {
-        use tonic_reflection::pb::v1alpha::{ServerReflectionRequest, server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest, server_reflection_response::MessageResponse};
-        let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::FileContainingSymbol("pulse.lineage.v1.LineageService".into())) };
-        let mut stream = ServerReflectionClient::new(channel.clone()).server_reflection_info(futures::stream::iter([req])).await.unwrap().into_inner();
+        use tonic_reflection::pb::v1alpha::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::FileContainingSymbol("pulse.lineage.v1.LineageService".into())),
+        };
+        let mut stream = ServerReflectionClient::new(channel.clone())
+            .server_reflection_info(futures::stream::iter([req]))
+            .await
+            .unwrap()
+            .into_inner();
         match stream.message().await.unwrap().unwrap().message_response.unwrap() {
             MessageResponse::FileDescriptorResponse(f) => assert!(!f.file_descriptor_proto.is_empty()),
             other => panic!("{other:?}"),
@@ -353,7 +399,12 @@ async fn metrics_reflection_health_and_pending_services() {
     // Health answers without a key, per service and overall.
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
     for service in ["", "pulse.lineage.v1.LineageService"] {
-        let status = health.check(tonic_health::pb::HealthCheckRequest { service: service.into() }).await.unwrap().into_inner().status;
+        let status = health
+            .check(tonic_health::pb::HealthCheckRequest { service: service.into() })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
         assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32, "{service:?}");
     }
 
@@ -371,7 +422,10 @@ async fn shutdown_is_graceful() {
     let sb = sandbox(false).await;
     let endpoint = sb.endpoint.clone();
     let client = Client::connect(&endpoint, Some(&sb.tenant_a.1)).await.unwrap();
-    client.record_node(node("ds1", NodeKind::Datasource, &[("name", "n"), ("connector", "postgres")]), None).await.unwrap();
+    client
+        .record_node(node("ds1", NodeKind::Datasource, &[("name", "n"), ("connector", "postgres")]), None)
+        .await
+        .unwrap();
     let Sandbox { server, .. } = sb;
     server.shutdown().await.unwrap();
     let err = Client::connect(&endpoint, None).await.unwrap_err();

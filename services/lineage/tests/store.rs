@@ -92,7 +92,14 @@ async fn suite(backend: Backend) {
     assert_eq!(affected, ["ext1", "dsv1", "mv1", "run1", "dep1"]);
 
     // Attributes merge; a kind change is refused.
-    let o = l.record("ten_a", vec![node("mv1", NodeKind::ModelVersion, &[("model", "churn"), ("version", "1"), ("sha256", "abc")])], vec![]).await.unwrap();
+    let o = l
+        .record(
+            "ten_a",
+            vec![node("mv1", NodeKind::ModelVersion, &[("model", "churn"), ("version", "1"), ("sha256", "abc")])],
+            vec![],
+        )
+        .await
+        .unwrap();
     assert_eq!((o.nodes_created, o.nodes_updated), (0, 1));
     let mv = l.node("ten_a", "mv1").await.unwrap();
     assert_eq!(mv.attributes.get("sha256").map(String::as_str), Some("abc"));
@@ -103,16 +110,24 @@ async fn suite(backend: Backend) {
     // Cycles are refused, directly or through a long path; nothing is written.
     let err = l.record("ten_a", vec![], vec![edge("fb1", "p1")]).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::InvalidArgument, "feedback cannot feed a prediction: {err}");
-    l.record("ten_a", vec![node("dsv2", NodeKind::DatasetVersion, &[("dataset", "orders"), ("version", "2")])], vec![edge("dsv1", "dsv2")])
-        .await
-        .unwrap();
+    l.record(
+        "ten_a",
+        vec![node("dsv2", NodeKind::DatasetVersion, &[("dataset", "orders"), ("version", "2")])],
+        vec![edge("dsv1", "dsv2")],
+    )
+    .await
+    .unwrap();
     let err = l.record("ten_a", vec![], vec![edge("dsv2", "dsv1")]).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::FailedPrecondition, "{err}");
     assert!(err.to_string().contains("cycle"), "{err}");
 
     // A batch is atomic: one bad edge and none of it is recorded.
     let err = l
-        .record("ten_a", vec![node("ds9", NodeKind::Datasource, &[("name", "n"), ("connector", "mysql")])], vec![edge("ds9", "ghost")])
+        .record(
+            "ten_a",
+            vec![node("ds9", NodeKind::Datasource, &[("name", "n"), ("connector", "mysql")])],
+            vec![edge("ds9", "ghost")],
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::NotFound, "{err}");
@@ -129,7 +144,14 @@ async fn suite(backend: Backend) {
     l.record("ten_b", vec![node("p1", NodeKind::Feedback, &[])], vec![]).await.unwrap();
     assert_eq!(l.node("ten_b", "p1").await.unwrap().kind, NodeKind::Feedback);
     assert_eq!(l.node("ten_a", "p1").await.unwrap().kind, NodeKind::Prediction);
-    let err = l.record("ten_b", vec![node("mvb", NodeKind::ModelVersion, &[("model", "x"), ("version", "1")])], vec![edge("mvb", "dep1")]).await.unwrap_err();
+    let err = l
+        .record(
+            "ten_b",
+            vec![node("mvb", NodeKind::ModelVersion, &[("model", "x"), ("version", "1")])],
+            vec![edge("mvb", "dep1")],
+        )
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), ErrorCode::NotFound, "another tenant's node is not there: {err}");
 
     // Listing pages through by id, optionally by kind.

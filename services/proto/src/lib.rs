@@ -70,11 +70,8 @@ mod tests {
         use prost::Message;
         for s in SERVICES {
             let fds = prost_types::FileDescriptorSet::decode(s.descriptor_set).unwrap();
-            let found = fds.file.iter().any(|f| {
-                f.service
-                    .iter()
-                    .any(|sv| format!("{}.{}", f.package(), sv.name()) == s.name)
-            });
+            let found =
+                fds.file.iter().any(|f| f.service.iter().any(|sv| format!("{}.{}", f.package(), sv.name()) == s.name));
             assert!(found, "{} missing from its descriptor set", s.name);
         }
     }

@@ -129,7 +129,11 @@ fn key_from(explicit: &Option<String>, file: &Path, what: &str, env: &str) -> an
         return Ok(k.clone());
     }
     std::fs::read_to_string(file).map(|k| k.trim().to_string()).with_context(|| {
-        format!("no {what}: set {env} or pass --{}, or run `pulse up` here so {} exists", what.replace(' ', "-"), file.display())
+        format!(
+            "no {what}: set {env} or pass --{}, or run `pulse up` here so {} exists",
+            what.replace(' ', "-"),
+            file.display()
+        )
     })
 }
 
@@ -237,7 +241,11 @@ async fn admin(client: Client, cmd: AdminCommand) -> anyhow::Result<()> {
         }
         AdminCommand::CreateKey { tenant_id, name } => {
             let k = client.create_api_key(&tenant_id, &name).await?;
-            eprintln!("key {} for tenant {}; the secret below is shown once:", k.key.as_ref().map(|k| k.id.as_str()).unwrap_or(""), tenant_id);
+            eprintln!(
+                "key {} for tenant {}; the secret below is shown once:",
+                k.key.as_ref().map(|k| k.id.as_str()).unwrap_or(""),
+                tenant_id
+            );
             println!("{}", k.secret);
         }
         AdminCommand::Keys { tenant_id } => {

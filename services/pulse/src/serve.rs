@@ -1,6 +1,6 @@
 //! `pulse up` and `pulse serve <service>`.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use anyhow::Context;
 use pulse_common::Config;
@@ -18,12 +18,18 @@ async fn hosted(platform: &Platform, service: ServiceName) -> anyhow::Result<Hos
         ServiceName::Datasource => {
             Hosted::new(Pending::<datasource::v1::datasource_service_server::DatasourceServiceServer<Unused>>::new())
         }
-        ServiceName::Snapshot => Hosted::new(Pending::<snapshot::v1::snapshot_service_server::SnapshotServiceServer<Unused>>::new()),
-        ServiceName::Trainer => Hosted::new(Pending::<trainer::v1::trainer_service_server::TrainerServiceServer<Unused>>::new()),
+        ServiceName::Snapshot => {
+            Hosted::new(Pending::<snapshot::v1::snapshot_service_server::SnapshotServiceServer<Unused>>::new())
+        }
+        ServiceName::Trainer => {
+            Hosted::new(Pending::<trainer::v1::trainer_service_server::TrainerServiceServer<Unused>>::new())
+        }
         ServiceName::Inference => {
             Hosted::new(Pending::<inference::v1::inference_service_server::InferenceServiceServer<Unused>>::new())
         }
-        ServiceName::Drift => Hosted::new(Pending::<drift::v1::drift_service_server::DriftServiceServer<Unused>>::new()),
+        ServiceName::Drift => {
+            Hosted::new(Pending::<drift::v1::drift_service_server::DriftServiceServer<Unused>>::new())
+        }
     })
 }
 
@@ -53,10 +59,11 @@ pub async fn run(only: Option<ServiceName>, args: ServeArgs) -> anyhow::Result<(
     let mut server = Server::bind(&platform, services).await?;
 
     let tenant_key = config.state_dir.join("default.key");
-    if only.is_none() && config.bootstrap_default_tenant {
-        if let Some(t) = platform.auth.bootstrap_tenant("default", &tenant_key).await? {
-            tracing::info!(tenant_id = %t.id, "created the default tenant");
-        }
+    if only.is_none()
+        && config.bootstrap_default_tenant
+        && let Some(t) = platform.auth.bootstrap_tenant("default", &tenant_key).await?
+    {
+        tracing::info!(tenant_id = %t.id, "created the default tenant");
     }
     print_banner(&platform, &server, only, &tenant_key);
 
@@ -73,7 +80,7 @@ pub async fn run(only: Option<ServiceName>, args: ServeArgs) -> anyhow::Result<(
     Ok(())
 }
 
-fn print_banner(platform: &Platform, server: &Server, only: Option<ServiceName>, tenant_key: &PathBuf) {
+fn print_banner(platform: &Platform, server: &Server, only: Option<ServiceName>, tenant_key: &Path) {
     let what = match only {
         None => "Pulse is up".to_string(),
         Some(s) => format!("Pulse {s:?} service is up").to_lowercase().replacen("pulse", "Pulse", 1),

@@ -77,7 +77,12 @@ fn cli(up: &Up, args: &[&str]) -> (bool, String, String) {
 }
 
 fn node(id: &str, kind: NodeKind, attrs: &[(&str, &str)]) -> Node {
-    Node { id: id.into(), kind: kind as i32, attributes: attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), created_at: None }
+    Node {
+        id: id.into(),
+        kind: kind as i32,
+        attributes: attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        created_at: None,
+    }
 }
 
 fn edge(from: &str, to: &str) -> Edge {
@@ -92,10 +97,24 @@ async fn pulse_up_serves_lists_traces_and_stops_cleanly() {
     let key = std::fs::read_to_string(up.dir.path().join(".pulse/default.key")).unwrap();
 
     // Reflection lists all six services, health and reflection.
-    let channel = pulse_proto::tonic::transport::Endpoint::from_shared(format!("http://{}", up.grpc)).unwrap().connect().await.unwrap();
-    use tonic_reflection::pb::v1alpha::{ServerReflectionRequest, server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest, server_reflection_response::MessageResponse};
-    let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
-    let mut stream = ServerReflectionClient::new(channel).server_reflection_info(futures::stream::iter([req])).await.unwrap().into_inner();
+    let channel = pulse_proto::tonic::transport::Endpoint::from_shared(format!("http://{}", up.grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    use tonic_reflection::pb::v1alpha::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = ServerReflectionClient::new(channel)
+        .server_reflection_info(futures::stream::iter([req]))
+        .await
+        .unwrap()
+        .into_inner();
     let listed: Vec<String> = match stream.message().await.unwrap().unwrap().message_response.unwrap() {
         MessageResponse::ListServicesResponse(l) => l.service.into_iter().map(|s| s.name).collect(),
         other => panic!("{other:?}"),
@@ -114,10 +133,31 @@ async fn pulse_up_serves_lists_traces_and_stops_cleanly() {
         .record_batch(
             vec![
                 node("ds_tx", NodeKind::Datasource, &[("name", "transactions-db"), ("connector", "postgres")]),
-                node("dsv_orders_7", NodeKind::DatasetVersion, &[("dataset", "orders"), ("version", "7"), ("rows", "1247832"), ("sha256", "e3b0c44298fc")]),
-                node("run_xyz789", NodeKind::TrainingRun, &[("started_at", "2026-01-15T02:00:00Z"), ("finished_at", "2026-01-15T02:04:32Z"), ("metric.accuracy", "0.9847"), ("metric.f1", "0.9621")]),
-                node("mv_fraud_3", NodeKind::ModelVersion, &[("model", "fraud-detector"), ("version", "3"), ("sha256", "def4567890")]),
-                node("pred_abc123", NodeKind::Prediction, &[("input_sha256", "a9f2d4aa"), ("output_sha256", "7c8b1abb")]),
+                node(
+                    "dsv_orders_7",
+                    NodeKind::DatasetVersion,
+                    &[("dataset", "orders"), ("version", "7"), ("rows", "1247832"), ("sha256", "e3b0c44298fc")],
+                ),
+                node(
+                    "run_xyz789",
+                    NodeKind::TrainingRun,
+                    &[
+                        ("started_at", "2026-01-15T02:00:00Z"),
+                        ("finished_at", "2026-01-15T02:04:32Z"),
+                        ("metric.accuracy", "0.9847"),
+                        ("metric.f1", "0.9621"),
+                    ],
+                ),
+                node(
+                    "mv_fraud_3",
+                    NodeKind::ModelVersion,
+                    &[("model", "fraud-detector"), ("version", "3"), ("sha256", "def4567890")],
+                ),
+                node(
+                    "pred_abc123",
+                    NodeKind::Prediction,
+                    &[("input_sha256", "a9f2d4aa"), ("output_sha256", "7c8b1abb")],
+                ),
             ],
             vec![
                 edge("ds_tx", "dsv_orders_7"),
@@ -163,8 +203,18 @@ Prediction: pred_abc123
 
     // The calls above are counted, by method and code.
     let metrics = reqwest_free_get(&up.metrics).await;
-    assert!(metrics.contains(r#"pulse_grpc_requests_total{code="OK",method="Trace",service="pulse.lineage.v1.LineageService"} 1"#), "{metrics}");
-    assert!(metrics.contains(r#"pulse_grpc_requests_total{code="NOT_FOUND",method="Trace",service="pulse.lineage.v1.LineageService"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(
+            r#"pulse_grpc_requests_total{code="OK",method="Trace",service="pulse.lineage.v1.LineageService"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"pulse_grpc_requests_total{code="NOT_FOUND",method="Trace",service="pulse.lineage.v1.LineageService"} 1"#
+        ),
+        "{metrics}"
+    );
     assert!(metrics.contains(r#"method="CreateTenant""#), "{metrics}");
 
     // SIGTERM: a clean exit.
@@ -224,10 +274,24 @@ async fn pulse_serve_runs_one_service() {
             break rest.split_whitespace().next().unwrap().to_string();
         }
     };
-    let channel = pulse_proto::tonic::transport::Endpoint::from_shared(format!("http://{grpc}")).unwrap().connect().await.unwrap();
-    use tonic_reflection::pb::v1::{ServerReflectionRequest, server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest, server_reflection_response::MessageResponse};
-    let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
-    let mut stream = ServerReflectionClient::new(channel).server_reflection_info(futures::stream::iter([req])).await.unwrap().into_inner();
+    let channel = pulse_proto::tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = ServerReflectionClient::new(channel)
+        .server_reflection_info(futures::stream::iter([req]))
+        .await
+        .unwrap()
+        .into_inner();
     let listed: Vec<String> = match stream.message().await.unwrap().unwrap().message_response.unwrap() {
         MessageResponse::ListServicesResponse(l) => l.service.into_iter().map(|s| s.name).collect(),
         other => panic!("{other:?}"),
@@ -237,4 +301,5 @@ async fn pulse_serve_runs_one_service() {
     // No default tenant outside `pulse up`.
     assert!(!dir.path().join(".pulse/default.key").exists());
     let _ = child.kill();
+    let _ = child.wait();
 }

@@ -48,21 +48,33 @@ impl AdminService for AdminGrpc {
         Ok(Response::new(tenant_pb(self.auth.tenant(&tenant_id).await.map_err(status)?)))
     }
 
-    async fn list_tenants(&self, req: Request<pb::ListTenantsRequest>) -> Result<Response<pb::ListTenantsResponse>, Status> {
+    async fn list_tenants(
+        &self,
+        req: Request<pb::ListTenantsRequest>,
+    ) -> Result<Response<pb::ListTenantsResponse>, Status> {
         let pb::ListTenantsRequest { page: p } = req.into_inner();
         let p = p.unwrap_or_default();
         let (tenants, next) = self.auth.tenants(&p.page_token, p.page_size).await.map_err(status)?;
-        Ok(Response::new(pb::ListTenantsResponse { tenants: tenants.into_iter().map(tenant_pb).collect(), page: page(next) }))
+        Ok(Response::new(pb::ListTenantsResponse {
+            tenants: tenants.into_iter().map(tenant_pb).collect(),
+            page: page(next),
+        }))
     }
 
-    async fn create_api_key(&self, req: Request<pb::CreateApiKeyRequest>) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
+    async fn create_api_key(
+        &self,
+        req: Request<pb::CreateApiKeyRequest>,
+    ) -> Result<Response<pb::CreateApiKeyResponse>, Status> {
         let pb::CreateApiKeyRequest { tenant_id, name } = req.into_inner();
         let (key, secret) = self.auth.create_key(&tenant_id, &name).await.map_err(status)?;
         tracing::info!(key_id = %key.id, tenant_id = %key.tenant_id, "API key created");
         Ok(Response::new(pb::CreateApiKeyResponse { key: Some(key_pb(key)), secret }))
     }
 
-    async fn list_api_keys(&self, req: Request<pb::ListApiKeysRequest>) -> Result<Response<pb::ListApiKeysResponse>, Status> {
+    async fn list_api_keys(
+        &self,
+        req: Request<pb::ListApiKeysRequest>,
+    ) -> Result<Response<pb::ListApiKeysResponse>, Status> {
         let pb::ListApiKeysRequest { tenant_id, page: p } = req.into_inner();
         let p = p.unwrap_or_default();
         let (keys, next) = self.auth.keys(&tenant_id, &p.page_token, p.page_size).await.map_err(status)?;
@@ -78,6 +90,10 @@ impl AdminService for AdminGrpc {
 
     async fn who_am_i(&self, req: Request<pb::WhoAmIRequest>) -> Result<Response<pb::WhoAmIResponse>, Status> {
         let c = caller(&req)?;
-        Ok(Response::new(pb::WhoAmIResponse { tenant_id: c.tenant_id.unwrap_or_default(), key_id: c.key_id, admin: c.admin }))
+        Ok(Response::new(pb::WhoAmIResponse {
+            tenant_id: c.tenant_id.unwrap_or_default(),
+            key_id: c.key_id,
+            admin: c.admin,
+        }))
     }
 }

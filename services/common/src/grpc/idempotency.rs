@@ -103,7 +103,8 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let path = req.uri().path().to_string();
-        let unary_mutation = pulse_proto::method(&path).is_some_and(|m| m.mutation && !m.client_streaming && !m.server_streaming);
+        let unary_mutation =
+            pulse_proto::method(&path).is_some_and(|m| m.mutation && !m.client_streaming && !m.server_streaming);
         let Some(raw_key) = req.headers().get(HEADER).filter(|_| unary_mutation).cloned() else {
             return Box::pin(inner.call(req));
         };

@@ -98,7 +98,8 @@ where
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let (service, method) = labels(req.uri().path());
         self.metrics.in_flight.with_label_values(&[service.as_str(), method.as_str()]).inc();
-        let mut recorder = Recorder { metrics: self.metrics.clone(), service, method, start: Instant::now(), done: false };
+        let mut recorder =
+            Recorder { metrics: self.metrics.clone(), service, method, start: Instant::now(), done: false };
         let future = self.inner.call(req);
         Box::pin(async move {
             let response = match future.await {
@@ -128,7 +129,10 @@ impl http_body::Body for ObservedBody {
     type Data = bytes::Bytes;
     type Error = pulse_proto::tonic::Status;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {

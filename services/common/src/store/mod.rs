@@ -172,12 +172,8 @@ async fn migrate_postgres(pool: &Pool, schema: &str, migrations: &[Migration]) -
              applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
     ))
     .await?;
-    let applied: Vec<i32> = tx
-        .query(&format!("SELECT version FROM {schema}._migrations"), &[])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let applied: Vec<i32> =
+        tx.query(&format!("SELECT version FROM {schema}._migrations"), &[]).await?.iter().map(|r| r.get(0)).collect();
     for m in migrations.iter().filter(|m| !applied.contains(&m.version)) {
         tx.batch_execute(&format!("SET LOCAL search_path TO {schema}; {}", m.postgres)).await?;
         tx.execute(
