@@ -162,8 +162,15 @@ impl Server {
         }
 
         let (tx, rx) = oneshot::channel::<()>();
+        let draining = health;
+        let health_names = names.clone();
         let stop = async move {
             let _ = rx.await;
+            // Health checks say NOT_SERVING first, so load balancers drain
+            // this process while in-flight calls finish.
+            for name in health_names.into_iter().chain([""]) {
+                draining.set_service_status(name, tonic_health::ServingStatus::NotServing).await;
+            }
         };
         let (metrics_tx, metrics_rx) = tokio::sync::watch::channel(false);
         if let Some(l) = metrics_listener {
@@ -187,7 +194,6 @@ impl Server {
             .add_routes(routes);
         let task = tokio::spawn(async move {
             let served = server.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop).await;
-            health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
             sweeper.abort();
             let _ = metrics_tx.send(true);
             served.map_err(|e| PulseError::Internal(format!("gRPC server: {e}")))

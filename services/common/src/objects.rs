@@ -72,6 +72,58 @@ pub trait ObjectStore: Send + Sync + Debug {
     fn describe(&self) -> String;
 }
 
+/// One tenant's view of a store: every key is placed under `{tenant}/`, so
+/// a service holding a `TenantObjects` cannot name another tenant's object.
+#[derive(Debug, Clone)]
+pub struct TenantObjects {
+    store: std::sync::Arc<dyn ObjectStore>,
+    prefix: String,
+}
+
+impl TenantObjects {
+    pub fn new(store: std::sync::Arc<dyn ObjectStore>, tenant: &str) -> Result<Self, ObjectError> {
+        if tenant.is_empty() || tenant.contains('/') {
+            return Err(ObjectError::InvalidKey(tenant.to_string(), "a tenant id is one non-empty segment"));
+        }
+        check_key(tenant)?;
+        Ok(Self { store, prefix: format!("{tenant}/") })
+    }
+
+    fn key(&self, key: &str) -> Result<String, ObjectError> {
+        check_key(key)?;
+        Ok(format!("{}{key}", self.prefix))
+    }
+
+    pub async fn put(&self, key: &str, bytes: Bytes) -> Result<ObjectInfo, ObjectError> {
+        let mut info = self.store.put(&self.key(key)?, bytes).await?;
+        info.key = key.to_string();
+        Ok(info)
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Bytes, ObjectError> {
+        self.store.get(&self.key(key)?).await
+    }
+
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, ObjectError> {
+        Ok(self.store.head(&self.key(key)?).await?.map(|mut i| {
+            i.key = key.to_string();
+            i
+        }))
+    }
+
+    /// The tenant's objects under `prefix`, with keys relative to the tenant.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectEntry>, ObjectError> {
+        let entries = self.store.list(&format!("{}{prefix}", self.prefix)).await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|e| {
+                let key = e.key.strip_prefix(&self.prefix)?.to_string();
+                Some(ObjectEntry { key, size: e.size })
+            })
+            .collect())
+    }
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }

@@ -160,6 +160,25 @@ async fn object_suite(store: &dyn ObjectStore, tamper: impl AsyncFnOnce(&str, &[
 }
 
 #[tokio::test]
+async fn tenant_objects_stay_in_their_tenant() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalObjectStore::new(dir.path()).unwrap());
+    let a = pulse_common::objects::TenantObjects::new(store.clone(), "ten_a").unwrap();
+    let b = pulse_common::objects::TenantObjects::new(store.clone(), "ten_b").unwrap();
+    let info = a.put("models/churn/v1/model.bin", Bytes::from_static(b"weights")).await.unwrap();
+    assert_eq!(info.key, "models/churn/v1/model.bin");
+    assert!(store.head("ten_a/models/churn/v1/model.bin").await.unwrap().is_some(), "stored under the tenant");
+    assert!(matches!(b.get("models/churn/v1/model.bin").await.unwrap_err(), ObjectError::NotFound(_)));
+    assert!(b.list("").await.unwrap().is_empty());
+    assert_eq!(a.list("models/").await.unwrap()[0].key, "models/churn/v1/model.bin");
+    for escape in ["../ten_a/models/churn/v1/model.bin", "/ten_a/x", "a//b"] {
+        assert!(matches!(b.get(escape).await.unwrap_err(), ObjectError::InvalidKey(..)), "{escape}");
+    }
+    assert!(pulse_common::objects::TenantObjects::new(store, "ten_a/x").is_err());
+}
+
+#[tokio::test]
 async fn object_store_local_directory() {
     let dir = tempfile::tempdir().unwrap();
     let store = LocalObjectStore::new(dir.path()).unwrap();

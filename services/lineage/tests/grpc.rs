@@ -408,6 +408,17 @@ async fn metrics_reflection_health_and_pending_services() {
         assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32, "{service:?}");
     }
 
+    // Every answer carries a request id: the caller's, or a new one.
+    let mut lineage = LineageServiceClient::new(channel.clone());
+    let mut req = Request::new(pb::GetNodeRequest { id: "ds1".into() });
+    req.metadata_mut().insert("authorization", format!("Bearer {}", sb.tenant_a.1).parse().unwrap());
+    req.metadata_mut().insert("x-request-id", "req-42".parse().unwrap());
+    assert_eq!(lineage.get_node(req).await.unwrap().metadata().get("x-request-id").unwrap(), "req-42");
+    let mut req = Request::new(pb::GetNodeRequest { id: "missing".into() });
+    req.metadata_mut().insert("authorization", format!("Bearer {}", sb.tenant_a.1).parse().unwrap());
+    let status = lineage.get_node(req).await.unwrap_err();
+    assert_eq!(status.metadata().get("x-request-id").unwrap().len(), 36, "a UUID is made when none is sent");
+
     // A service whose implementation has not landed says so.
     let mut trainer = pulse_proto::trainer::v1::trainer_service_client::TrainerServiceClient::new(channel);
     let mut req = Request::new(Default::default());

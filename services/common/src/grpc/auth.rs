@@ -106,6 +106,9 @@ where
             if let Err(status) = check_scope(&path, &caller) {
                 return Ok(status.into_http());
             }
+            if let Some(tenant) = &caller.tenant_id {
+                tracing::Span::current().record("tenant", tenant.as_str());
+            }
             req.extensions_mut().insert(caller);
             inner.call(req).await
         })

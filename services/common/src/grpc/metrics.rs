@@ -1,5 +1,7 @@
-//! The tower layer that counts and times every RPC by service, method and
-//! status code. The code is read where gRPC puts it: the response headers
+//! The tower layer that counts, times and logs every RPC by service, method
+//! and status code, under a `rpc` span carrying the request id (the
+//! caller's `x-request-id`, or a new one, echoed in the response) and, once
+//! authenticated, the tenant. The code is read where gRPC puts it: the response headers
 //! (errors, "trailers-only") or the trailers at the end of the body, so a
 //! streaming call is timed until its last message.
 
@@ -14,8 +16,16 @@ use pulse_proto::tonic::body::Body;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use tracing::Instrument;
+
 use super::{code_name, grpc_status};
 use crate::metrics::RpcMetrics;
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The request's id, in its extensions, for handlers that log or store it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestId(pub String);
 
 #[derive(Clone, Debug)]
 pub struct MetricsLayer {
@@ -59,6 +69,7 @@ struct Recorder {
     service: String,
     method: String,
     start: Instant,
+    span: tracing::Span,
     done: bool,
 }
 
@@ -71,6 +82,13 @@ impl Recorder {
         self.metrics.requests.with_label_values(&labels).inc();
         self.metrics.duration.with_label_values(&labels).observe(self.start.elapsed().as_secs_f64());
         self.metrics.in_flight.with_label_values(&[self.service.as_str(), self.method.as_str()]).dec();
+        let _in = self.span.enter();
+        let ms = self.start.elapsed().as_secs_f64() * 1000.0;
+        match code {
+            "OK" => tracing::debug!(code, ms, "rpc finished"),
+            "INTERNAL" | "UNKNOWN" | "DATA_LOSS" => tracing::warn!(code, ms, "rpc failed"),
+            _ => tracing::info!(code, ms, "rpc finished"),
+        }
     }
 }
 
@@ -95,20 +113,45 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let (service, method) = labels(req.uri().path());
         self.metrics.in_flight.with_label_values(&[service.as_str(), method.as_str()]).inc();
-        let mut recorder =
-            Recorder { metrics: self.metrics.clone(), service, method, start: Instant::now(), done: false };
-        let future = self.inner.call(req);
+        let request_id = req
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+            .map(str::to_string)
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let span = tracing::info_span!(
+            "rpc",
+            service = %service,
+            method = %method,
+            request_id = %request_id,
+            tenant = tracing::field::Empty,
+        );
+        req.extensions_mut().insert(RequestId(request_id.clone()));
+        let mut recorder = Recorder {
+            metrics: self.metrics.clone(),
+            service,
+            method,
+            start: Instant::now(),
+            span: span.clone(),
+            done: false,
+        };
+        let future = span.in_scope(|| self.inner.call(req)).instrument(span);
+        let header = http::HeaderValue::from_str(&request_id).ok();
         Box::pin(async move {
-            let response = match future.await {
+            let mut response = match future.await {
                 Ok(r) => r,
                 Err(e) => {
                     recorder.finish("UNKNOWN");
                     return Err(e);
                 }
             };
+            if let Some(h) = header {
+                response.headers_mut().insert(REQUEST_ID, h);
+            }
             if let Some(code) = grpc_status(response.headers()) {
                 recorder.finish(code_name(code));
                 return Ok(response);
