@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pulse_client::Client;
+use pulse_common::objects::ObjectStore;
 use pulse_proto::lineage::v1::{Edge, Node, NodeKind};
 
 const PULSE: &str = env!("CARGO_BIN_EXE_pulse");
@@ -30,12 +31,21 @@ fn start() -> Up {
 }
 
 fn start_in(dir: tempfile::TempDir) -> Up {
-    let mut child = Command::new(PULSE)
+    start_with(dir, &[])
+}
+
+/// `pulse up` in `dir` with these `PULSE_*` settings and no others.
+fn start_with(dir: tempfile::TempDir, env: &[(&str, String)]) -> Up {
+    let mut command = Command::new(PULSE);
+    for (name, _) in std::env::vars().filter(|(k, _)| k.starts_with("PULSE_")) {
+        command.env_remove(name);
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command
         .args(["up", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
         .current_dir(dir.path())
-        .env_remove("PULSE_DATABASE_URL")
-        .env_remove("PULSE_S3_BUCKET")
-        .env_remove("PULSE_ADMIN_KEY")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -302,4 +312,56 @@ async fn pulse_serve_runs_one_service() {
     assert!(!dir.path().join(".pulse/default.key").exists());
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// The production wiring: metadata on PostgreSQL, objects on an
+/// S3-compatible server, configured through the environment only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulse_up_on_postgres_and_s3() {
+    let database = pulse_common::testing::TestDatabase::create().await;
+    let bucket = pulse_common::testing::s3_store().await.describe();
+    let bucket = bucket.trim_start_matches("s3://").split('/').next().unwrap().to_string();
+    let env = [
+        ("PULSE_DATABASE_URL", database.url.clone()),
+        ("PULSE_S3_BUCKET", bucket.clone()),
+        ("PULSE_S3_ENDPOINT", pulse_common::testing::s3_endpoint()),
+        ("PULSE_S3_PATH_STYLE", "true".to_string()),
+        ("PULSE_MASTER_KEY", "11".repeat(32)),
+        ("PULSE_LOG_FORMAT", "json".to_string()),
+    ];
+    let up = start_with(tempfile::tempdir().unwrap(), &env);
+    assert!(up.banner.contains("metadata:   PostgreSQL"), "{}", up.banner);
+    assert!(up.banner.contains(&format!("objects:    s3://{bucket}/")), "{}", up.banner);
+    let key = std::fs::read_to_string(up.dir.path().join(".pulse/default.key")).unwrap();
+    let client = Client::connect(&up.grpc, Some(key.trim())).await.unwrap();
+    client
+        .record_node(node("ds_pg", NodeKind::Datasource, &[("name", "warehouse"), ("connector", "postgres")]), None)
+        .await
+        .unwrap();
+    let (ok, out, err) = cli(&up, &["lineage", "ds_pg"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "Datasource: warehouse (postgres)\n");
+
+    // The rows are in PostgreSQL, in the service's own schema.
+    let (pg, conn) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let n: i64 = pg.query_one("SELECT count(*) FROM lineage.nodes WHERE id = 'ds_pg'", &[]).await.unwrap().get(0);
+    assert_eq!(n, 1);
+    let tenants: i64 = pg.query_one("SELECT count(*) FROM platform.tenants", &[]).await.unwrap().get(0);
+    assert_eq!(tenants, 1);
+    // Nothing went to the embedded store.
+    assert!(!up.dir.path().join(".pulse/db").exists());
+
+    // A bucket that does not exist stops the start with a message that says so.
+    let mut bad = env.to_vec();
+    bad[1].1 = "no-such-bucket-pulse".into();
+    let out = Command::new(PULSE)
+        .args(["up", "--listen", "127.0.0.1:0", "--metrics-listen", ""])
+        .current_dir(tempfile::tempdir().unwrap().path())
+        .envs(bad.iter().map(|(k, v)| (k.to_string(), v.clone())))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no-such-bucket-pulse") && stderr.contains("create it"), "{stderr}");
 }
