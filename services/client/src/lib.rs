@@ -21,6 +21,22 @@ pub use tree::{LineageTree, kind_name, parse_kind};
 
 pub type Result<T> = std::result::Result<T, ClientError>;
 
+/// A lineage node to record, e.g. `node("mv_churn_3", NodeKind::ModelVersion,
+/// &[("model", "churn"), ("version", "3")])`.
+pub fn node(id: &str, kind: lineage::NodeKind, attributes: &[(&str, &str)]) -> lineage::Node {
+    lineage::Node {
+        id: id.into(),
+        kind: kind as i32,
+        attributes: attributes.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        created_at: None,
+    }
+}
+
+/// A lineage edge from an input to what was made from it.
+pub fn edge(from_id: &str, to_id: &str) -> lineage::Edge {
+    lineage::Edge { from_id: from_id.into(), to_id: to_id.into(), relation: String::new(), created_at: None }
+}
+
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:50051";
 
 /// A connection to a Pulse server (or to `pulse up`).

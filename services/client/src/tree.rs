@@ -335,20 +335,8 @@ fn extras(node: &Node) -> (Vec<String>, Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pulse_proto::lineage::v1::{Edge, Truncation};
-
-    fn node(id: &str, kind: NodeKind, attrs: &[(&str, &str)]) -> Node {
-        Node {
-            id: id.into(),
-            kind: kind as i32,
-            attributes: attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            created_at: None,
-        }
-    }
-
-    fn edge(from: &str, to: &str) -> Edge {
-        Edge { from_id: from.into(), to_id: to.into(), relation: String::new(), created_at: None }
-    }
+    use crate::{edge, node};
+    use pulse_proto::lineage::v1::Truncation;
 
     #[test]
     fn renders_the_documented_tree() {

@@ -2,7 +2,7 @@
 //! shared runtime's promises (auth, tenants, idempotency, limits, metrics,
 //! reflection, health) proven on the first service, on both backends.
 
-use pulse_client::{Client, LineageTree};
+use pulse_client::{Client, LineageTree, edge, node};
 use pulse_common::grpc::pending::Pending;
 use pulse_common::host::Hosted;
 use pulse_common::testing::Sandbox;
@@ -24,19 +24,6 @@ async fn sandbox(postgres: bool) -> Sandbox {
         },
     )
     .await
-}
-
-fn node(id: &str, kind: NodeKind, attrs: &[(&str, &str)]) -> Node {
-    Node {
-        id: id.into(),
-        kind: kind as i32,
-        attributes: attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        created_at: None,
-    }
-}
-
-fn edge(from: &str, to: &str) -> Edge {
-    Edge { from_id: from.into(), to_id: to.into(), relation: String::new(), created_at: None }
 }
 
 const TREE: &str = "\

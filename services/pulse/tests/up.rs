@@ -6,9 +6,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pulse_client::Client;
+use pulse_client::{Client, edge, node};
 use pulse_common::objects::ObjectStore;
-use pulse_proto::lineage::v1::{Edge, Node, NodeKind};
+use pulse_proto::lineage::v1::NodeKind;
 
 const PULSE: &str = env!("CARGO_BIN_EXE_pulse");
 
@@ -86,19 +86,6 @@ fn cli(up: &Up, args: &[&str]) -> (bool, String, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
-fn node(id: &str, kind: NodeKind, attrs: &[(&str, &str)]) -> Node {
-    Node {
-        id: id.into(),
-        kind: kind as i32,
-        attributes: attrs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        created_at: None,
-    }
-}
-
-fn edge(from: &str, to: &str) -> Edge {
-    Edge { from_id: from.into(), to_id: to.into(), relation: String::new(), created_at: None }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pulse_up_serves_lists_traces_and_stops_cleanly() {
     let up = start();
@@ -107,28 +94,7 @@ async fn pulse_up_serves_lists_traces_and_stops_cleanly() {
     let key = std::fs::read_to_string(up.dir.path().join(".pulse/default.key")).unwrap();
 
     // Reflection lists all six services, health and reflection.
-    let channel = pulse_proto::tonic::transport::Endpoint::from_shared(format!("http://{}", up.grpc))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    use tonic_reflection::pb::v1alpha::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-    };
-    let req = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut stream = ServerReflectionClient::new(channel)
-        .server_reflection_info(futures::stream::iter([req]))
-        .await
-        .unwrap()
-        .into_inner();
-    let listed: Vec<String> = match stream.message().await.unwrap().unwrap().message_response.unwrap() {
-        MessageResponse::ListServicesResponse(l) => l.service.into_iter().map(|s| s.name).collect(),
-        other => panic!("{other:?}"),
-    };
+    let listed = list_services(&up.grpc).await;
     for service in ["datasource", "snapshot", "trainer", "inference", "lineage", "drift"] {
         let cap = format!("{}{}", service[..1].to_uppercase(), &service[1..]);
         let name = format!("pulse.{service}.v1.{cap}Service");
@@ -254,6 +220,32 @@ Prediction: pred_abc123
     assert!(ok && out.lines().count() == 2, "{out}");
 }
 
+/// The services a server lists through reflection (v1alpha, as grpcurl asks).
+async fn list_services(grpc: &str) -> Vec<String> {
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+    let channel = pulse_proto::tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = ServerReflectionClient::new(channel)
+        .server_reflection_info(futures::stream::iter([req]))
+        .await
+        .unwrap()
+        .into_inner();
+    match stream.message().await.unwrap().unwrap().message_response.unwrap() {
+        MessageResponse::ListServicesResponse(l) => l.service.into_iter().map(|s| s.name).collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
 async fn reqwest_free_get(url: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").unwrap();
@@ -284,28 +276,7 @@ async fn pulse_serve_runs_one_service() {
             break rest.split_whitespace().next().unwrap().to_string();
         }
     };
-    let channel = pulse_proto::tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    use tonic_reflection::pb::v1::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-    };
-    let req = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut stream = ServerReflectionClient::new(channel)
-        .server_reflection_info(futures::stream::iter([req]))
-        .await
-        .unwrap()
-        .into_inner();
-    let listed: Vec<String> = match stream.message().await.unwrap().unwrap().message_response.unwrap() {
-        MessageResponse::ListServicesResponse(l) => l.service.into_iter().map(|s| s.name).collect(),
-        other => panic!("{other:?}"),
-    };
+    let listed = list_services(&grpc).await;
     assert!(listed.contains(&"pulse.trainer.v1.TrainerService".to_string()), "{listed:?}");
     assert!(!listed.iter().any(|s| s.starts_with("pulse.lineage")), "only the trainer is served: {listed:?}");
     // No default tenant outside `pulse up`.
