@@ -55,8 +55,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // serving one service reflects only that service.
     let mut services_rs = String::new();
     let option = |name: &str| pool.get_extension_by_name(name).unwrap_or_else(|| panic!("{name}"));
-    let (mutation, public, admin_only) =
-        (option("pulse.common.v1.mutation"), option("pulse.common.v1.public"), option("pulse.common.v1.admin_only"));
+    let (mutation, public, admin_only, sensitive) = (
+        option("pulse.common.v1.mutation"),
+        option("pulse.common.v1.public"),
+        option("pulse.common.v1.admin_only"),
+        option("pulse.common.v1.sensitive_response"),
+    );
     writeln!(services_rs, "pub const SERVICES: &[ServiceInfo] = &[")?;
     for rel in &relative {
         let mut single = protox::Compiler::new([&root])?;
@@ -76,13 +80,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let flag = |ext| matches!(opts.get_extension(ext).as_ref(), Value::Bool(true));
                 writeln!(
                     services_rs,
-                    "        MethodInfo {{ path: \"/{}/{}\", name: {:?}, mutation: {}, public: {}, admin_only: {}, client_streaming: {}, server_streaming: {} }},",
+                    "        MethodInfo {{ path: \"/{}/{}\", name: {:?}, mutation: {}, public: {}, admin_only: {}, sensitive_response: {}, client_streaming: {}, server_streaming: {} }},",
                     service.full_name(),
                     method.name(),
                     method.name(),
                     flag(&mutation),
                     flag(&public),
                     flag(&admin_only),
+                    flag(&sensitive),
                     method.is_client_streaming(),
                     method.is_server_streaming(),
                 )?;

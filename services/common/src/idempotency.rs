@@ -13,8 +13,10 @@ use crate::store::{Db, PgDb, SqliteDb, StoreError};
 /// What a claim on a key found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// The key is new (or its earlier holder died): run the request.
-    Claimed,
+    /// The key is new (or its earlier holder died): run the request. The
+    /// token fences the holder: `complete` and `release` only act on the
+    /// claim they were given, never on one that replaced it.
+    Claimed(ClaimToken),
     /// The same request already completed: here is its answer.
     Replay(Vec<u8>),
     /// The key was used for a different request.
@@ -22,6 +24,9 @@ pub enum Claim {
     /// The same request is running right now.
     InProgress,
 }
+
+/// The time a claim was taken, which identifies it.
+pub type ClaimToken = DateTime<Utc>;
 
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync + std::fmt::Debug {
@@ -37,9 +42,16 @@ pub trait IdempotencyStore: Send + Sync + std::fmt::Debug {
         stale: Duration,
     ) -> Result<Claim, StoreError>;
     /// Records the answer of a claimed request.
-    async fn complete(&self, scope: &str, key: &str, response: &[u8], now: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn complete(
+        &self,
+        scope: &str,
+        key: &str,
+        token: ClaimToken,
+        response: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// Forgets a claim whose request failed, so a retry runs it again.
-    async fn release(&self, scope: &str, key: &str) -> Result<(), StoreError>;
+    async fn release(&self, scope: &str, key: &str, token: ClaimToken) -> Result<(), StoreError>;
     /// Deletes records claimed before `before`; returns how many.
     async fn sweep(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }
@@ -56,6 +68,7 @@ fn decide(
     request_sha256: &str,
     found: (String, String, Option<Vec<u8>>, bool),
     stale_claim: bool,
+    now: DateTime<Utc>,
 ) -> Claim {
     let (stored_method, stored_sha, response, completed) = found;
     if stored_method != method || stored_sha != request_sha256 {
@@ -63,7 +76,7 @@ fn decide(
     } else if completed {
         Claim::Replay(response.unwrap_or_default())
     } else if stale_claim {
-        Claim::Claimed
+        Claim::Claimed(now)
     } else {
         Claim::InProgress
     }
@@ -94,19 +107,22 @@ impl IdempotencyStore for PgIdempotency {
             .await?;
         if inserted == 1 {
             tx.commit().await?;
-            return Ok(Claim::Claimed);
+            return Ok(Claim::Claimed(now));
         }
         let row = tx
-            .query_one(
+            .query_opt(
                 "SELECT method, request_sha256, response, completed_at IS NOT NULL, claimed_at
                  FROM platform.idempotency WHERE scope = $1 AND key = $2 FOR UPDATE",
                 &[&scope, &key],
             )
             .await?;
+        // Released between our insert and this read: its holder failed just
+        // now, and the caller's retry will claim it.
+        let Some(row) = row else { return Ok(Claim::InProgress) };
         let claimed_at: DateTime<Utc> = row.get(4);
-        let claim =
-            decide(method, request_sha256, (row.get(0), row.get(1), row.get(2), row.get(3)), claimed_at < now - stale);
-        if claim == Claim::Claimed {
+        let found = (row.get(0), row.get(1), row.get(2), row.get(3));
+        let claim = decide(method, request_sha256, found, claimed_at < now - stale, now);
+        if matches!(claim, Claim::Claimed(_)) {
             tx.execute(
                 "UPDATE platform.idempotency SET claimed_at = $3 WHERE scope = $1 AND key = $2",
                 &[&scope, &key, &now],
@@ -117,21 +133,30 @@ impl IdempotencyStore for PgIdempotency {
         Ok(claim)
     }
 
-    async fn complete(&self, scope: &str, key: &str, response: &[u8], now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn complete(
+        &self,
+        scope: &str,
+        key: &str,
+        token: ClaimToken,
+        response: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let c = self.0.client().await?;
         c.execute(
-            "UPDATE platform.idempotency SET response = $3, completed_at = $4 WHERE scope = $1 AND key = $2",
-            &[&scope, &key, &response, &now],
+            "UPDATE platform.idempotency SET response = $4, completed_at = $5
+             WHERE scope = $1 AND key = $2 AND claimed_at = $3 AND completed_at IS NULL",
+            &[&scope, &key, &token, &response, &now],
         )
         .await?;
         Ok(())
     }
 
-    async fn release(&self, scope: &str, key: &str) -> Result<(), StoreError> {
+    async fn release(&self, scope: &str, key: &str, token: ClaimToken) -> Result<(), StoreError> {
         let c = self.0.client().await?;
         c.execute(
-            "DELETE FROM platform.idempotency WHERE scope = $1 AND key = $2 AND completed_at IS NULL",
-            &[&scope, &key],
+            "DELETE FROM platform.idempotency
+             WHERE scope = $1 AND key = $2 AND claimed_at = $3 AND completed_at IS NULL",
+            &[&scope, &key, &token],
         )
         .await?;
         Ok(())
@@ -170,7 +195,7 @@ impl IdempotencyStore for SqliteIdempotency {
                 )?;
                 if inserted == 1 {
                     tx.commit()?;
-                    return Ok(Claim::Claimed);
+                    return Ok(Claim::Claimed(now));
                 }
                 let (found, claimed_at) = tx.query_row(
                     "SELECT method, request_sha256, response, completed_at IS NOT NULL, claimed_at
@@ -178,8 +203,8 @@ impl IdempotencyStore for SqliteIdempotency {
                     rusqlite::params![scope, key],
                     |r| Ok(((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?), r.get::<_, i64>(4)?)),
                 )?;
-                let claim = decide(&method, &sha, found, claimed_at < (now - stale).timestamp_millis());
-                if claim == Claim::Claimed {
+                let claim = decide(&method, &sha, found, claimed_at < (now - stale).timestamp_millis(), now);
+                if matches!(claim, Claim::Claimed(_)) {
                     tx.execute(
                         "UPDATE idempotency SET claimed_at = ?3 WHERE scope = ?1 AND key = ?2",
                         rusqlite::params![scope, key, now_ms],
@@ -191,26 +216,34 @@ impl IdempotencyStore for SqliteIdempotency {
             .await
     }
 
-    async fn complete(&self, scope: &str, key: &str, response: &[u8], now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn complete(
+        &self,
+        scope: &str,
+        key: &str,
+        token: ClaimToken,
+        response: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let (scope, key, response) = (scope.to_string(), key.to_string(), response.to_vec());
         self.0
             .call(move |c| {
                 c.execute(
-                    "UPDATE idempotency SET response = ?3, completed_at = ?4 WHERE scope = ?1 AND key = ?2",
-                    rusqlite::params![scope, key, response, now.timestamp_millis()],
+                    "UPDATE idempotency SET response = ?4, completed_at = ?5
+                     WHERE scope = ?1 AND key = ?2 AND claimed_at = ?3 AND completed_at IS NULL",
+                    rusqlite::params![scope, key, token.timestamp_millis(), response, now.timestamp_millis()],
                 )?;
                 Ok(())
             })
             .await
     }
 
-    async fn release(&self, scope: &str, key: &str) -> Result<(), StoreError> {
+    async fn release(&self, scope: &str, key: &str, token: ClaimToken) -> Result<(), StoreError> {
         let (scope, key) = (scope.to_string(), key.to_string());
         self.0
             .call(move |c| {
                 c.execute(
-                    "DELETE FROM idempotency WHERE scope = ?1 AND key = ?2 AND completed_at IS NULL",
-                    rusqlite::params![scope, key],
+                    "DELETE FROM idempotency WHERE scope = ?1 AND key = ?2 AND claimed_at = ?3 AND completed_at IS NULL",
+                    rusqlite::params![scope, key, token.timestamp_millis()],
                 )?;
                 Ok(())
             })

@@ -87,34 +87,43 @@ async fn idempotency_suite(backend: Backend) {
     let now = pulse_common::time::now_millis();
     let stale = TimeDelta::seconds(60);
 
-    assert_eq!(store.claim("t1", "k", "/m", "sha-a", now, stale).await.unwrap(), Claim::Claimed);
+    assert_eq!(store.claim("t1", "k", "/m", "sha-a", now, stale).await.unwrap(), Claim::Claimed(now));
     // While the first runs, the same request waits and a different one is refused.
     assert_eq!(store.claim("t1", "k", "/m", "sha-a", now, stale).await.unwrap(), Claim::InProgress);
     assert_eq!(
         store.claim("t1", "k", "/m", "sha-b", now, stale).await.unwrap(),
         Claim::Mismatch { method: "/m".into() }
     );
-    store.complete("t1", "k", b"answer", now).await.unwrap();
+    store.complete("t1", "k", now, b"answer", now).await.unwrap();
     assert_eq!(store.claim("t1", "k", "/m", "sha-a", now, stale).await.unwrap(), Claim::Replay(b"answer".to_vec()));
     assert_eq!(
         store.claim("t1", "k", "/other", "sha-a", now, stale).await.unwrap(),
         Claim::Mismatch { method: "/m".into() }
     );
     // Another tenant's identical key is its own.
-    assert_eq!(store.claim("t2", "k", "/m", "sha-a", now, stale).await.unwrap(), Claim::Claimed);
+    assert_eq!(store.claim("t2", "k", "/m", "sha-a", now, stale).await.unwrap(), Claim::Claimed(now));
 
     // A released claim (the call failed) can run again.
-    store.release("t2", "k").await.unwrap();
-    assert_eq!(store.claim("t2", "k", "/m", "sha-z", now, stale).await.unwrap(), Claim::Claimed);
-    // A claim abandoned by a dead process is taken over once stale.
+    store.release("t2", "k", now).await.unwrap();
+    assert_eq!(store.claim("t2", "k", "/m", "sha-z", now, stale).await.unwrap(), Claim::Claimed(now));
+    // A claim abandoned by a dead process is taken over once stale...
     let later = now + TimeDelta::seconds(61);
-    assert_eq!(store.claim("t2", "k", "/m", "sha-z", later, stale).await.unwrap(), Claim::Claimed);
+    assert_eq!(store.claim("t2", "k", "/m", "sha-z", later, stale).await.unwrap(), Claim::Claimed(later));
+    // ...and the first holder, if it was only slow, can no longer touch it.
+    store.release("t2", "k", now).await.unwrap();
+    store.complete("t2", "k", now, b"stale answer", later).await.unwrap();
+    assert_eq!(store.claim("t2", "k", "/m", "sha-z", later, stale).await.unwrap(), Claim::InProgress);
+    store.complete("t2", "k", later, b"second answer", later).await.unwrap();
+    assert_eq!(
+        store.claim("t2", "k", "/m", "sha-z", later, stale).await.unwrap(),
+        Claim::Replay(b"second answer".to_vec())
+    );
     // Release never forgets a completed answer.
-    store.release("t1", "k").await.unwrap();
+    store.release("t1", "k", now).await.unwrap();
     assert_eq!(store.claim("t1", "k", "/m", "sha-a", now, stale).await.unwrap(), Claim::Replay(b"answer".to_vec()));
 
     assert_eq!(store.sweep(now + TimeDelta::seconds(1)).await.unwrap(), 1);
-    assert_eq!(store.claim("t1", "k", "/m", "sha-b", later, stale).await.unwrap(), Claim::Claimed);
+    assert_eq!(store.claim("t1", "k", "/m", "sha-b", later, stale).await.unwrap(), Claim::Claimed(later));
 }
 
 #[tokio::test]

@@ -146,6 +146,27 @@ async fn auth_and_tenants(postgres: bool) {
     assert_eq!(b2.who_am_i().await.unwrap_err().code(), Code::Unauthenticated);
     let err = admin.create_api_key("ten_00000000000000000000000000", "x").await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
+
+    // A new key's secret is shown once: a retry with the same idempotency
+    // key does not make a second key, and no copy of the secret is kept.
+    let mut raw_admin =
+        pulse_proto::admin::v1::admin_service_client::AdminServiceClient::connect(sb.endpoint.clone()).await.unwrap();
+    let create = || {
+        let mut req = Request::new(pulse_proto::admin::v1::CreateApiKeyRequest {
+            tenant_id: sb.tenant_b.0.clone(),
+            name: "ci".into(),
+        });
+        req.metadata_mut().insert("authorization", format!("Bearer {}", sb.admin_key).parse().unwrap());
+        req.metadata_mut().insert("idempotency-key", "key-once".parse().unwrap());
+        req
+    };
+    let first = raw_admin.create_api_key(create()).await.unwrap().into_inner();
+    assert!(first.secret.starts_with("pk_"));
+    let again = raw_admin.create_api_key(create()).await.unwrap_err();
+    assert_eq!(again.code(), Code::AlreadyExists);
+    assert!(!again.message().contains(&first.secret), "{again:?}");
+    let keys = admin.list_api_keys(&sb.tenant_b.0).await.unwrap().keys;
+    assert_eq!(keys.iter().filter(|k| k.name == "ci").count(), 1, "one key, not two");
 }
 
 #[tokio::test]
@@ -255,8 +276,9 @@ async fn idempotency_and_bad_input(postgres: bool) {
         pb::RecordNodeRequest { node: Some(node("big", NodeKind::TrainingRun, &[("note", &"x".repeat(100 * 1024))])) };
     let err = raw.record_node(raw_request(&sb, big.clone(), None)).await.unwrap_err();
     assert!(err.message().contains("65536"), "{err:?}");
+    assert_eq!(err.code(), Code::OutOfRange);
     let err = raw.record_node(raw_request(&sb, big, Some("k-big"))).await.unwrap_err();
-    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert_eq!(err.code(), Code::OutOfRange, "the same answer with an idempotency key");
     assert!(err.message().contains("65536"), "{err:?}");
 }
 

@@ -21,6 +21,8 @@ pub struct MethodInfo {
     pub public: bool,
     /// Needs the admin key.
     pub admin_only: bool,
+    /// The answer holds a secret: never stored for idempotent replays.
+    pub sensitive_response: bool,
     pub client_streaming: bool,
     pub server_streaming: bool,
 }
@@ -61,7 +63,8 @@ mod tests {
         let export = method("/pulse.lineage.v1.LineageService/Export").unwrap();
         assert!(export.server_streaming && !export.client_streaming);
         let create = method("/pulse.admin.v1.AdminService/CreateTenant").unwrap();
-        assert!(create.mutation && create.admin_only);
+        assert!(create.mutation && create.admin_only && !create.sensitive_response);
+        assert!(method("/pulse.admin.v1.AdminService/CreateApiKey").unwrap().sensitive_response);
         assert!(method("/pulse.lineage.v1.LineageService/Nope").is_none());
     }
 

@@ -103,9 +103,8 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let path = req.uri().path().to_string();
-        let unary_mutation =
-            pulse_proto::method(&path).is_some_and(|m| m.mutation && !m.client_streaming && !m.server_streaming);
-        let Some(raw_key) = req.headers().get(HEADER).filter(|_| unary_mutation).cloned() else {
+        let info = pulse_proto::method(&path).filter(|m| m.mutation && !m.client_streaming && !m.server_streaming);
+        let (Some(info), Some(raw_key)) = (info, req.headers().get(HEADER).cloned()) else {
             return Box::pin(inner.call(req));
         };
         let store = self.store.clone();
@@ -122,11 +121,13 @@ where
                 _ => return Ok(Status::unauthenticated("idempotency needs an authenticated caller").into_http()),
             };
             let (parts, body) = req.into_parts();
-            let body = match Limited::new(body, limit).collect().await {
+            // The body is one framed message: a 5-byte prefix, then at most
+            // `limit` bytes, as tonic's own decoder allows.
+            let body = match Limited::new(body, limit + 5).collect().await {
                 Ok(collected) => collected.to_bytes(),
                 Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                    return Ok(Status::resource_exhausted(format!(
-                        "request is larger than the server limit of {limit} bytes (max_message_bytes)"
+                    return Ok(Status::out_of_range(format!(
+                        "request message is larger than the server limit of {limit} bytes (max_message_bytes)"
                     ))
                     .into_http());
                 }
@@ -138,8 +139,15 @@ where
             hasher.update(&body);
             let request_sha = hex::encode(hasher.finalize());
             let now = crate::time::now_millis();
-            match store.claim(&scope, &key, &path, &request_sha, now, STALE_CLAIM).await {
-                Ok(Claim::Claimed) => {}
+            let token = match store.claim(&scope, &key, &path, &request_sha, now, STALE_CLAIM).await {
+                Ok(Claim::Claimed(token)) => token,
+                Ok(Claim::Replay(stored)) if stored.is_empty() => {
+                    return Ok(Status::already_exists(format!(
+                        "the request with idempotency-key '{key}' already completed; its answer held a secret \
+                         that is shown only once and was not kept (list the keys to find it)"
+                    ))
+                    .into_http());
+                }
                 Ok(Claim::Replay(stored)) => return Ok(replayed(grpc_headers(), Bytes::from(stored), true)),
                 Ok(Claim::Mismatch { method }) => {
                     let first = method.rsplit('/').next().unwrap_or(&method).to_string();
@@ -156,50 +164,87 @@ where
                     .into_http());
                 }
                 Err(e) => return Ok(super::status(crate::PulseError::from(e)).into_http()),
-            }
-
-            let response = inner.call(Request::from_parts(parts, Body::new(http_body_util::Full::new(body)))).await?;
-            let release = |store: Arc<dyn IdempotencyStore>, scope: String, key: String| async move {
-                if let Err(e) = store.release(&scope, &key).await {
-                    tracing::warn!(error = %e, "could not release an idempotency claim; it expires on its own");
-                }
             };
-            if grpc_status(response.headers()).is_some() {
-                // Trailers-only: an error. Not remembered.
-                release(store, scope, key).await;
-                return Ok(response);
-            }
-            let (parts, body) = response.into_parts();
-            let mut data = BytesMut::new();
-            let mut trailers = None;
-            let mut body = body;
-            while let Some(frame) = body.frame().await {
-                match frame {
-                    Ok(frame) => match frame.into_data() {
-                        Ok(d) => data.extend_from_slice(&d),
-                        Err(frame) => trailers = frame.into_trailers().ok(),
-                    },
-                    Err(status) => {
-                        release(store, scope, key).await;
-                        return Ok(status.into_http());
-                    }
-                }
-            }
-            let data = data.freeze();
-            let ok = trailers.as_ref().and_then(grpc_status) == Some(0);
-            if ok {
-                if let Err(e) = store.complete(&scope, &key, &data, crate::time::now_millis()).await {
-                    tracing::warn!(error = %e, "could not record an idempotent answer; a retry will run again");
-                }
-                Ok(replayed(parts.headers, data, false))
-            } else {
-                release(store, scope, key).await;
-                let frames = futures::stream::iter(
-                    [Ok::<_, Status>(Frame::data(data))].into_iter().chain(trailers.map(|t| Ok(Frame::trailers(t)))),
-                );
-                Ok(Response::from_parts(parts, Body::new(StreamBody::new(frames))))
+            // Run the call and record its outcome to the end even if the
+            // caller goes away (reset, deadline): a dropped future would
+            // leave the claim pending and lose the first answer.
+            let request = Request::from_parts(parts, Body::new(http_body_util::Full::new(body)));
+            let claim = Held { store, scope, key, token, sensitive: info.sensitive_response };
+            match tokio::spawn(run_claimed(inner, request, claim)).await {
+                Ok(result) => result,
+                Err(e) => Ok(Status::internal(format!("the request's task failed: {e}")).into_http()),
             }
         })
+    }
+}
+
+/// A claim this request holds.
+struct Held {
+    store: Arc<dyn IdempotencyStore>,
+    scope: String,
+    key: String,
+    token: crate::idempotency::ClaimToken,
+    sensitive: bool,
+}
+
+impl Held {
+    async fn release(self) {
+        if let Err(e) = self.store.release(&self.scope, &self.key, self.token).await {
+            tracing::warn!(error = %e, "could not release an idempotency claim; it expires on its own");
+        }
+    }
+
+    async fn complete(self, response: &[u8]) {
+        // A sensitive answer is not kept: the empty record marks it done.
+        let kept: &[u8] = if self.sensitive { &[] } else { response };
+        if let Err(e) = self.store.complete(&self.scope, &self.key, self.token, kept, crate::time::now_millis()).await {
+            tracing::warn!(error = %e, "could not record an idempotent answer; a retry after the claim expires runs again");
+        }
+    }
+}
+
+/// Calls `inner` under a held claim and completes or releases it.
+async fn run_claimed<S>(mut inner: S, request: Request<Body>, claim: Held) -> Result<Response<Body>, S::Error>
+where
+    S: Service<Request<Body>, Response = Response<Body>>,
+{
+    let response = match inner.call(request).await {
+        Ok(r) => r,
+        Err(e) => {
+            claim.release().await;
+            return Err(e);
+        }
+    };
+    if grpc_status(response.headers()).is_some() {
+        // Trailers-only: an error. Not remembered.
+        claim.release().await;
+        return Ok(response);
+    }
+    let (parts, mut body) = response.into_parts();
+    let mut data = BytesMut::new();
+    let mut trailers = None;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => match frame.into_data() {
+                Ok(d) => data.extend_from_slice(&d),
+                Err(frame) => trailers = frame.into_trailers().ok(),
+            },
+            Err(status) => {
+                claim.release().await;
+                return Ok(status.into_http());
+            }
+        }
+    }
+    let data = data.freeze();
+    if trailers.as_ref().and_then(grpc_status) == Some(0) {
+        claim.complete(&data).await;
+        Ok(replayed(parts.headers, data, false))
+    } else {
+        claim.release().await;
+        let frames = futures::stream::iter(
+            [Ok::<_, Status>(Frame::data(data))].into_iter().chain(trailers.map(|t| Ok(Frame::trailers(t)))),
+        );
+        Ok(Response::from_parts(parts, Body::new(StreamBody::new(frames))))
     }
 }
 
