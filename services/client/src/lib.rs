@@ -39,6 +39,13 @@ pub fn edge(from_id: &str, to_id: &str) -> lineage::Edge {
 
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:50051";
 
+/// The largest answer the client accepts (a bounded 10,000-node trace).
+const MAX_ANSWER_BYTES: usize = 128 * 1024 * 1024;
+
+fn lineage_client(channel: Channel) -> LineageServiceClient<Channel> {
+    LineageServiceClient::new(channel).max_decoding_message_size(MAX_ANSWER_BYTES)
+}
+
 /// A connection to a Pulse server (or to `pulse up`).
 #[derive(Clone, Debug)]
 pub struct Client {
@@ -182,9 +189,11 @@ impl Client {
         idempotency_key: Option<&str>,
     ) -> Result<lineage::RecordNodeResponse> {
         let msg = lineage::RecordNodeRequest { node: Some(node) };
-        self.call(msg, Some(idempotency_key.unwrap_or("")), |ch, r| async move {
-            LineageServiceClient::new(ch).record_node(r).await
-        })
+        self.call(
+            msg,
+            Some(idempotency_key.unwrap_or("")),
+            |ch, r| async move { lineage_client(ch).record_node(r).await },
+        )
         .await
     }
 
@@ -194,9 +203,11 @@ impl Client {
         idempotency_key: Option<&str>,
     ) -> Result<lineage::RecordEdgeResponse> {
         let msg = lineage::RecordEdgeRequest { edge: Some(edge) };
-        self.call(msg, Some(idempotency_key.unwrap_or("")), |ch, r| async move {
-            LineageServiceClient::new(ch).record_edge(r).await
-        })
+        self.call(
+            msg,
+            Some(idempotency_key.unwrap_or("")),
+            |ch, r| async move { lineage_client(ch).record_edge(r).await },
+        )
         .await
     }
 
@@ -207,15 +218,17 @@ impl Client {
         idempotency_key: Option<&str>,
     ) -> Result<lineage::RecordBatchResponse> {
         let msg = lineage::RecordBatchRequest { nodes, edges };
-        self.call(msg, Some(idempotency_key.unwrap_or("")), |ch, r| async move {
-            LineageServiceClient::new(ch).record_batch(r).await
-        })
+        self.call(
+            msg,
+            Some(idempotency_key.unwrap_or("")),
+            |ch, r| async move { lineage_client(ch).record_batch(r).await },
+        )
         .await
     }
 
     pub async fn get_node(&self, id: &str) -> Result<lineage::Node> {
         let msg = lineage::GetNodeRequest { id: id.into() };
-        self.call(msg, None, |ch, r| async move { LineageServiceClient::new(ch).get_node(r).await }).await
+        self.call(msg, None, |ch, r| async move { lineage_client(ch).get_node(r).await }).await
     }
 
     pub async fn list_nodes(
@@ -226,7 +239,7 @@ impl Client {
     ) -> Result<lineage::ListNodesResponse> {
         let page = Some(pulse_proto::common::v1::PageRequest { page_size, page_token: page_token.into() });
         let msg = lineage::ListNodesRequest { kind: kind as i32, page };
-        self.call(msg, None, |ch, r| async move { LineageServiceClient::new(ch).list_nodes(r).await }).await
+        self.call(msg, None, |ch, r| async move { lineage_client(ch).list_nodes(r).await }).await
     }
 
     pub async fn trace(
@@ -237,20 +250,19 @@ impl Client {
         max_nodes: u32,
     ) -> Result<lineage::TraceResponse> {
         let msg = lineage::TraceRequest { id: id.into(), direction: direction as i32, max_depth, max_nodes };
-        self.call(msg, None, |ch, r| async move { LineageServiceClient::new(ch).trace(r).await }).await
+        self.call(msg, None, |ch, r| async move { lineage_client(ch).trace(r).await }).await
     }
 
     pub async fn impact(&self, id: &str, max_depth: u32, max_nodes: u32) -> Result<lineage::ImpactResponse> {
         let msg = lineage::ImpactRequest { id: id.into(), max_depth, max_nodes };
-        self.call(msg, None, |ch, r| async move { LineageServiceClient::new(ch).impact(r).await }).await
+        self.call(msg, None, |ch, r| async move { lineage_client(ch).impact(r).await }).await
     }
 
     /// The graph (or the part connected to `root_id`), all chunks gathered.
     pub async fn export(&self, root_id: &str, max_nodes: u32) -> Result<lineage::ExportChunk> {
         use futures::StreamExt;
         let msg = lineage::ExportRequest { root_id: root_id.into(), max_nodes };
-        let mut stream =
-            LineageServiceClient::new(self.channel.clone()).export(self.request(msg, None)?).await?.into_inner();
+        let mut stream = lineage_client(self.channel.clone()).export(self.request(msg, None)?).await?.into_inner();
         let mut all = lineage::ExportChunk::default();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk?;

@@ -123,6 +123,8 @@ pub const MAX_NODES: u32 = 10_000;
 pub const MAX_BATCH: usize = 10_000;
 const MAX_ATTRIBUTES: usize = 64;
 const MAX_VALUE_LEN: usize = 2048;
+/// All of a node's attributes together, so walks and answers stay bounded.
+const MAX_ATTRIBUTE_BYTES: usize = 8 * 1024;
 
 pub fn check_node_id(field: &str, id: &str) -> Result<(), LineageError> {
     if id.is_empty() {
@@ -178,6 +180,15 @@ pub fn check_node(
                 format!("is longer than {MAX_VALUE_LEN} bytes"),
             ));
         }
+    }
+    let total: usize = attributes.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if total > MAX_ATTRIBUTE_BYTES {
+        return Err(LineageError::invalid(
+            format!("{field}.attributes"),
+            format!(
+                "{total} bytes in all, over the limit of {MAX_ATTRIBUTE_BYTES}; keep large values elsewhere and link to them"
+            ),
+        ));
     }
     for required in kind.required_attributes() {
         if attributes.get(*required).is_none_or(|v| v.is_empty()) {
@@ -325,8 +336,7 @@ impl Lineage {
     }
 
     pub async fn edge(&self, tenant: &str, from: &str, to: &str) -> Result<Option<Edge>, LineageError> {
-        let into = self.store.edges_of(tenant, &[to.to_string()], Direction::Upstream).await?;
-        Ok(into.into_iter().find(|e| e.from_id == from))
+        Ok(self.store.edge(tenant, from, to).await?)
     }
 
     pub async fn list(
@@ -374,15 +384,33 @@ impl Lineage {
         let mut truncated = None;
         // One store round trip per level: the edges leaving the frontier
         // together with the nodes at their far ends.
+        // Rows read per level are bounded too, so one node with millions of
+        // edges cannot make a walk hold them all.
+        let row_limit = max_nodes.saturating_mul(2).saturating_add(1);
         while !frontier.is_empty() {
-            let found = self.store.step(tenant, &frontier, direction).await?;
+            let found = self.store.step(tenant, &frontier, direction, row_limit).await?;
+            let cut = found.len() as u32 == row_limit;
             if depth == max_depth {
-                if found.iter().any(|s| !seen.contains(&s.far.id)) {
+                // The last level: keep the edges among nodes already
+                // returned, and say whether anything lies beyond.
+                let mut beyond = cut;
+                for Step { edge, far } in found {
+                    if !seen.contains(&far.id) {
+                        beyond = true;
+                    } else if edge_seen.insert((edge.from_id.clone(), edge.to_id.clone())) {
+                        edges.push(edge);
+                    }
+                }
+                if beyond {
                     truncated = Some(format!(
                         "depth limit {max_depth} reached: raise max_depth (at most {MAX_DEPTH}) to see further"
                     ));
                 }
                 break;
+            }
+            if cut {
+                truncated =
+                    Some(format!("node limit {max_nodes} reached: raise max_nodes (at most {MAX_NODES}) to see more"));
             }
             let mut next = Vec::new();
             for Step { edge, far } in found {
@@ -430,24 +458,20 @@ impl Lineage {
         Ok(Impact { root, affected, counts, truncated: walk.truncated })
     }
 
-    /// The part of the graph connected to `root` (bounded), or one page of
-    /// the whole graph with the edges leaving its nodes.
+    /// The part of the graph connected to `root` (bounded).
     pub async fn export_connected(&self, tenant: &str, root: &str, max_nodes: u32) -> Result<Walk, LineageError> {
         let (_, nodes) = check_limits(MAX_DEPTH, max_nodes, MAX_NODES)?;
         self.walk(tenant, root, Direction::Both, MAX_DEPTH, nodes).await
     }
 
-    pub async fn export_page(
-        &self,
-        tenant: &str,
-        after: &str,
-        limit: u32,
-    ) -> Result<(Vec<Node>, Vec<Edge>), LineageError> {
-        let nodes = self.store.list(tenant, None, after, limit).await?;
-        let ids: Vec<String> = nodes.iter().map(|n| n.id.clone()).collect();
-        let edges =
-            if ids.is_empty() { Vec::new() } else { self.store.edges_of(tenant, &ids, Direction::Downstream).await? };
-        Ok((nodes, edges))
+    /// A page of the tenant's nodes, by id, for export.
+    pub async fn export_nodes(&self, tenant: &str, after: &str, limit: u32) -> Result<Vec<Node>, LineageError> {
+        Ok(self.store.list(tenant, None, after, limit).await?)
+    }
+
+    /// A page of the tenant's edges, by (from, to), for export.
+    pub async fn export_edges(&self, tenant: &str, after: (&str, &str), limit: u32) -> Result<Vec<Edge>, LineageError> {
+        Ok(self.store.edges_page(tenant, after, limit).await?)
     }
 }
 
@@ -468,6 +492,14 @@ mod tests {
         attrs.insert("model".into(), "m".into());
         attrs.insert("version".into(), "1".into());
         check_node("node", "mv1", NodeKind::ModelVersion, &attrs).unwrap();
+        let mut big = attrs.clone();
+        big.insert("a".into(), "x".repeat(2000));
+        big.insert("b".into(), "x".repeat(2000));
+        big.insert("c".into(), "x".repeat(2000));
+        big.insert("d".into(), "x".repeat(2000));
+        big.insert("e".into(), "x".repeat(2000));
+        let err = check_node("node", "mv1", NodeKind::ModelVersion, &big).unwrap_err().to_string();
+        assert!(err.starts_with("node.attributes:") && err.contains("over the limit"), "{err}");
         attrs.insert("Bad Key".into(), "x".into());
         assert!(check_node("node", "mv1", NodeKind::ModelVersion, &attrs).is_err());
 

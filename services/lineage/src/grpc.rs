@@ -157,35 +157,49 @@ impl LineageService for LineageGrpc {
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         let lineage = self.lineage.clone();
         tokio::spawn(async move {
-            let mut after = String::new();
-            let mut sent: u64 = 0;
-            loop {
-                let room = if max_nodes == 0 {
-                    EXPORT_CHUNK as u64
-                } else {
-                    (max_nodes as u64 - sent).min(EXPORT_CHUNK as u64)
-                };
-                if room == 0 {
-                    break;
-                }
-                match lineage.export_page(&tenant, &after, room as u32).await {
-                    Ok((nodes, _)) if nodes.is_empty() => break,
-                    Ok((nodes, edges)) => {
-                        after = nodes.last().map(|n| n.id.clone()).unwrap_or_default();
-                        sent += nodes.len() as u64;
-                        let chunk = pb::ExportChunk {
-                            nodes: nodes.into_iter().map(node_pb).collect(),
-                            edges: edges.into_iter().map(edge_pb).collect(),
-                        };
-                        if tx.send(Ok(chunk)).await.is_err() {
-                            break; // the client went away
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err(status(e))).await;
+            let sent = async {
+                // Nodes first, by id; with a limit, only edges between the
+                // nodes sent follow.
+                let mut after = String::new();
+                let mut exported: Option<std::collections::HashSet<String>> =
+                    (max_nodes > 0).then(std::collections::HashSet::new);
+                let mut sent: u32 = 0;
+                loop {
+                    let room = if max_nodes == 0 { EXPORT_CHUNK } else { (max_nodes - sent).min(EXPORT_CHUNK) };
+                    if room == 0 {
                         break;
                     }
+                    let nodes = lineage.export_nodes(&tenant, &after, room).await?;
+                    let Some(last) = nodes.last() else { break };
+                    after = last.id.clone();
+                    sent += nodes.len() as u32;
+                    if let Some(set) = exported.as_mut() {
+                        set.extend(nodes.iter().map(|n| n.id.clone()));
+                    }
+                    let chunk = pb::ExportChunk { nodes: nodes.into_iter().map(node_pb).collect(), edges: vec![] };
+                    if tx.send(Ok(chunk)).await.is_err() {
+                        return Ok(()); // the client went away
+                    }
                 }
+                let (mut from, mut to) = (String::new(), String::new());
+                loop {
+                    let edges = lineage.export_edges(&tenant, (&from, &to), EXPORT_CHUNK).await?;
+                    let Some(last) = edges.last() else { break };
+                    (from, to) = (last.from_id.clone(), last.to_id.clone());
+                    let edges: Vec<pb::Edge> = edges
+                        .into_iter()
+                        .filter(|e| exported.as_ref().is_none_or(|s| s.contains(&e.from_id) && s.contains(&e.to_id)))
+                        .map(edge_pb)
+                        .collect();
+                    if !edges.is_empty() && tx.send(Ok(pb::ExportChunk { nodes: vec![], edges })).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                Ok::<(), crate::error::LineageError>(())
+            }
+            .await;
+            if let Err(e) = sent {
+                let _ = tx.send(Err(status(e))).await;
             }
         });
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))

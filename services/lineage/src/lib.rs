@@ -15,6 +15,9 @@ use pulse_proto::lineage::v1::lineage_service_server::LineageServiceServer;
 pub use domain::Lineage;
 pub use grpc::LineageGrpc;
 
+/// The largest answer: a 10,000-node walk at the 8 KiB attribute limit fits.
+pub const MAX_ANSWER_BYTES: usize = 128 * 1024 * 1024;
+
 /// Opens the lineage schema on the platform's database.
 pub async fn open(platform: &Platform) -> Result<Lineage, PulseError> {
     let db = platform.database.open(store::SCHEMA, store::MIGRATIONS).await?;

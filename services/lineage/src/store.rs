@@ -80,11 +80,19 @@ pub trait LineageStore: Send + Sync + std::fmt::Debug {
         after: &str,
         limit: u32,
     ) -> Result<Vec<Node>, StoreError>;
-    /// One level of a walk: the edges into (upstream), out of (downstream)
-    /// or touching (both) `ids`, each with the node at its far end.
-    async fn step(&self, tenant: &str, ids: &[String], direction: Direction) -> Result<Vec<Step>, StoreError>;
-    /// Edges into (upstream), out of (downstream) or touching (both) `ids`.
-    async fn edges_of(&self, tenant: &str, ids: &[String], direction: Direction) -> Result<Vec<Edge>, StoreError>;
+    /// One level of a walk: at most `limit` of the edges into (upstream),
+    /// out of (downstream) or touching (both) `ids`, each with the node at
+    /// its far end.
+    async fn step(
+        &self,
+        tenant: &str,
+        ids: &[String],
+        direction: Direction,
+        limit: u32,
+    ) -> Result<Vec<Step>, StoreError>;
+    async fn edge(&self, tenant: &str, from_id: &str, to_id: &str) -> Result<Option<Edge>, StoreError>;
+    /// Edges after `(from_id, to_id)` in that order, for export.
+    async fn edges_page(&self, tenant: &str, after: (&str, &str), limit: u32) -> Result<Vec<Edge>, StoreError>;
 }
 
 /// An edge and the node at its far end from the walk's frontier.
@@ -111,7 +119,7 @@ fn step_sql(direction: Direction, edges: &str, nodes: &str, ids: &str, upstream_
             format!("{} UNION ALL {}", part("to_id", "from_id", upstream_hint), part("from_id", "to_id", ""))
         }
     };
-    format!("SELECT * FROM ({body}) s ORDER BY 4, 1, 2")
+    format!("SELECT * FROM ({body}) s ORDER BY 4, 1, 2 LIMIT $3")
 }
 
 pub fn lineage_store(db: &Db) -> Arc<dyn LineageStore> {
@@ -288,12 +296,18 @@ impl LineageStore for PgLineageStore {
         rows.iter().map(pg_node).collect()
     }
 
-    async fn step(&self, tenant: &str, ids: &[String], direction: Direction) -> Result<Vec<Step>, StoreError> {
+    async fn step(
+        &self,
+        tenant: &str,
+        ids: &[String],
+        direction: Direction,
+        limit: u32,
+    ) -> Result<Vec<Step>, StoreError> {
         let c = self.0.client().await?;
         let sql = step_sql(direction, "lineage.edges", "lineage.nodes", "= ANY($2)", "");
         // Prepared once per connection: a walk is one round trip per level.
         let stmt = c.prepare_cached(&sql).await?;
-        let rows = c.query(&stmt, &[&tenant, &ids]).await?;
+        let rows = c.query(&stmt, &[&tenant, &ids, &(limit as i64)]).await?;
         rows.iter()
             .map(|r| {
                 Ok(Step {
@@ -309,19 +323,25 @@ impl LineageStore for PgLineageStore {
             .collect()
     }
 
-    async fn edges_of(&self, tenant: &str, ids: &[String], direction: Direction) -> Result<Vec<Edge>, StoreError> {
+    async fn edge(&self, tenant: &str, from_id: &str, to_id: &str) -> Result<Option<Edge>, StoreError> {
         let c = self.0.client().await?;
-        let filter = match direction {
-            Direction::Upstream => "to_id = ANY($2)",
-            Direction::Downstream => "from_id = ANY($2)",
-            Direction::Both => "(from_id = ANY($2) OR to_id = ANY($2))",
-        };
         let stmt = c
             .prepare_cached(&format!(
-                "SELECT {EDGE_COLUMNS} FROM lineage.edges WHERE tenant_id = $1 AND {filter} ORDER BY created_at, from_id, to_id"
+                "SELECT {EDGE_COLUMNS} FROM lineage.edges WHERE tenant_id = $1 AND from_id = $2 AND to_id = $3"
             ))
             .await?;
-        let rows = c.query(&stmt, &[&tenant, &ids]).await?;
+        Ok(c.query_opt(&stmt, &[&tenant, &from_id, &to_id]).await?.as_ref().map(pg_edge))
+    }
+
+    async fn edges_page(&self, tenant: &str, after: (&str, &str), limit: u32) -> Result<Vec<Edge>, StoreError> {
+        let c = self.0.client().await?;
+        let stmt = c
+            .prepare_cached(&format!(
+                "SELECT {EDGE_COLUMNS} FROM lineage.edges WHERE tenant_id = $1 AND (from_id, to_id) > ($2, $3)
+                 ORDER BY from_id, to_id LIMIT $4"
+            ))
+            .await?;
+        let rows = c.query(&stmt, &[&tenant, &after.0, &after.1, &(limit as i64)]).await?;
         Ok(rows.iter().map(pg_edge).collect())
     }
 }
@@ -493,7 +513,13 @@ impl LineageStore for SqliteLineageStore {
             .await
     }
 
-    async fn step(&self, tenant: &str, ids: &[String], direction: Direction) -> Result<Vec<Step>, StoreError> {
+    async fn step(
+        &self,
+        tenant: &str,
+        ids: &[String],
+        direction: Direction,
+        limit: u32,
+    ) -> Result<Vec<Step>, StoreError> {
         let (tenant, ids) = (tenant.to_string(), json_ids(ids));
         self.0
             .call(move |c| {
@@ -508,7 +534,7 @@ impl LineageStore for SqliteLineageStore {
                 );
                 let mut stmt = c.prepare_cached(&sql)?;
                 let raw: Vec<(Edge, (String, String, String, i64))> = stmt
-                    .query_map(rusqlite::params![tenant, ids], |r| {
+                    .query_map(rusqlite::params![tenant, ids, limit], |r| {
                         Ok((lite_edge(r)?, (r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?)))
                     })?
                     .collect::<Result<_, _>>()?;
@@ -517,22 +543,29 @@ impl LineageStore for SqliteLineageStore {
             .await
     }
 
-    async fn edges_of(&self, tenant: &str, ids: &[String], direction: Direction) -> Result<Vec<Edge>, StoreError> {
-        let (tenant, ids) = (tenant.to_string(), json_ids(ids));
+    async fn edge(&self, tenant: &str, from_id: &str, to_id: &str) -> Result<Option<Edge>, StoreError> {
+        let (tenant, from_id, to_id) = (tenant.to_string(), from_id.to_string(), to_id.to_string());
         self.0
             .call(move |c| {
-                let filter = match direction {
-                    Direction::Upstream => "INDEXED BY edges_to WHERE tenant_id = ?1 AND to_id IN (SELECT value FROM json_each(?2))",
-                    Direction::Downstream => "WHERE tenant_id = ?1 AND from_id IN (SELECT value FROM json_each(?2))",
-                    Direction::Both => {
-                        "WHERE tenant_id = ?1 AND (from_id IN (SELECT value FROM json_each(?2)) OR to_id IN (SELECT value FROM json_each(?2)))"
-                    }
-                };
+                use rusqlite::OptionalExtension;
                 let mut stmt = c.prepare_cached(&format!(
-                    "SELECT {EDGE_COLUMNS} FROM edges {filter} ORDER BY created_at, from_id, to_id"
+                    "SELECT {EDGE_COLUMNS} FROM edges WHERE tenant_id = ?1 AND from_id = ?2 AND to_id = ?3"
                 ))?;
-                let edges = stmt.query_map(rusqlite::params![tenant, ids], lite_edge)?.collect::<Result<_, _>>()?;
-                Ok(edges)
+                Ok(stmt.query_row(rusqlite::params![tenant, from_id, to_id], lite_edge).optional()?)
+            })
+            .await
+    }
+
+    async fn edges_page(&self, tenant: &str, after: (&str, &str), limit: u32) -> Result<Vec<Edge>, StoreError> {
+        let (tenant, from_id, to_id) = (tenant.to_string(), after.0.to_string(), after.1.to_string());
+        self.0
+            .call(move |c| {
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT {EDGE_COLUMNS} FROM edges WHERE tenant_id = ?1 AND (from_id, to_id) > (?2, ?3)
+                     ORDER BY from_id, to_id LIMIT ?4"
+                ))?;
+                let edges = stmt.query_map(rusqlite::params![tenant, from_id, to_id, limit], lite_edge)?;
+                Ok(edges.collect::<Result<_, _>>()?)
             })
             .await
     }

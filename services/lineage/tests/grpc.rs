@@ -94,6 +94,11 @@ async fn trace_prints_the_tree(postgres: bool) {
 
     let all = client.export("", 0).await.unwrap();
     assert_eq!((all.nodes.len(), all.edges.len()), (6, 6));
+    // With a limit, only edges between the exported nodes come along.
+    let some = client.export("", 3).await.unwrap();
+    assert_eq!(some.nodes.len(), 3);
+    let ids: Vec<&str> = some.nodes.iter().map(|n| n.id.as_str()).collect();
+    assert!(some.edges.iter().all(|e| ids.contains(&e.from_id.as_str()) && ids.contains(&e.to_id.as_str())));
 }
 
 #[tokio::test]

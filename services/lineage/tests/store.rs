@@ -76,6 +76,12 @@ async fn suite(backend: Backend) {
     let narrow = l.trace("ten_a", "dep1", Direction::Downstream, 0, 2).await.unwrap();
     assert_eq!(narrow.nodes.len(), 2);
     assert!(narrow.truncated.as_deref().unwrap().starts_with("node limit 2 reached"));
+    // At the depth limit the edges among returned nodes are still there.
+    let shallow = l.trace("ten_a", "mv1", Direction::Upstream, 1, 0).await.unwrap();
+    let mut pairs: Vec<(&str, &str)> = shallow.edges.iter().map(|e| (e.from_id.as_str(), e.to_id.as_str())).collect();
+    pairs.sort();
+    assert_eq!(pairs, [("dsv1", "mv1"), ("dsv1", "run1"), ("run1", "mv1")]);
+    assert!(shallow.truncated.as_deref().unwrap().starts_with("depth limit 1"), "{shallow:?}");
     // A walk that ends exactly at the limit is not truncated.
     let exact = l.trace("ten_a", "p1", Direction::Downstream, 1, 0).await.unwrap();
     assert!(exact.truncated.is_none(), "{exact:?}");
@@ -176,10 +182,12 @@ async fn lineage_store_postgres() {
     suite(postgres_backend().await).await;
 }
 
-/// Two writers adding opposite edges at once: exactly one wins, so no cycle
-/// can be made by racing.
+/// Two writers adding opposite edges at once, each with its own connection
+/// (as two processes would have): exactly one wins, so no cycle can be made
+/// by racing.
 async fn racing_edges_never_close_a_cycle(backend: Backend) {
     let l = lineage(&backend).await;
+    let other = lineage(&backend).await;
     for round in 0..10 {
         let (a, b) = (format!("a{round}"), format!("b{round}"));
         let nodes = vec![
@@ -187,7 +195,7 @@ async fn racing_edges_never_close_a_cycle(backend: Backend) {
             node(&b, NodeKind::DatasetVersion, &[("dataset", "d"), ("version", "2")]),
         ];
         l.record("ten_r", nodes, vec![]).await.unwrap();
-        let (l1, l2) = (l.clone(), l.clone());
+        let (l1, l2) = (l.clone(), other.clone());
         let (x, y) = tokio::join!(
             l1.record("ten_r", vec![], vec![edge(&a, &b)]),
             l2.record("ten_r", vec![], vec![edge(&b, &a)]),
