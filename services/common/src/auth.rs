@@ -373,15 +373,43 @@ fn key_id_of(token: &str) -> Option<String> {
 
 /// Reads the admin key from `path`, or generates one there (mode 0600).
 pub fn load_or_create_admin_key(path: &Path) -> Result<String, PulseError> {
-    match std::fs::read_to_string(path) {
-        Ok(k) if !k.trim().is_empty() => return Ok(k.trim().to_string()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(PulseError::Config(format!("reading {}: {e}", path.display()))),
+    load_or_create_secret(path, || format!("pa_{}", random_secret()))
+}
+
+/// Reads a generated secret, or creates it. Creation is exclusive, so two
+/// processes starting on one state directory end up with the same secret.
+pub fn load_or_create_secret(path: &Path, generate: impl Fn() -> String) -> Result<String, PulseError> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let error = |e: std::io::Error| PulseError::Config(format!("{}: {e}", path.display()));
+    for _ in 0..50 {
+        match std::fs::read_to_string(path) {
+            Ok(k) if !k.trim().is_empty() => return Ok(k.trim().to_string()),
+            // Another process created it and is writing it.
+            Ok(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(error)?;
+                }
+                let mut opts = std::fs::OpenOptions::new();
+                opts.write(true).create_new(true);
+                #[cfg(unix)]
+                opts.mode(0o600);
+                match opts.open(path) {
+                    Ok(mut f) => {
+                        let secret = generate();
+                        writeln!(f, "{secret}").and_then(|_| f.sync_all()).map_err(error)?;
+                        return Ok(secret);
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => return Err(error(e)),
+                }
+            }
+            Err(e) => return Err(error(e)),
+        }
     }
-    let key = format!("pa_{}", random_secret());
-    write_secret_file(path, &key)?;
-    Ok(key)
+    Err(PulseError::Config(format!("{} stayed empty; remove it and start again", path.display())))
 }
 
 /// Writes a secret readable only by its owner.
@@ -547,6 +575,28 @@ mod tests {
         assert_eq!(key_id_of("pk_short_secret"), None);
         assert_eq!(key_id_of("Bearer x"), None);
         assert_eq!(key_id_of("pk_01JDQ0000000000000000000AB_"), None);
+    }
+
+    #[test]
+    fn secrets_are_created_once_by_racing_processes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/admin.key");
+        let made: Vec<String> = (0..8)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || load_or_create_secret(&path, || format!("secret-{i}")).unwrap())
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        assert!(made.iter().all(|m| m == &made[0]), "{made:?}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), made[0]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
     }
 
     #[test]

@@ -62,6 +62,12 @@ pub struct Config {
     pub auth_cache_seconds: u64,
     /// How long idempotency keys are remembered. Default 24.
     pub idempotency_ttl_hours: u64,
+    /// On SIGTERM, seconds between health turning NOT_SERVING and the
+    /// listener closing, so load balancers stop sending first. Default 0.
+    pub shutdown_drain_seconds: u64,
+    /// Seconds in-flight calls and open streams get to finish after that;
+    /// then the remaining connections are dropped. Default 30.
+    pub shutdown_grace_seconds: u64,
     /// Master key for secrets at rest (64 hex characters). Unset: generated
     /// into `state_dir/master.key` with the embedded store; required with
     /// `database_url`.
@@ -93,6 +99,8 @@ impl Default for Config {
             max_message_bytes: 16 * 1024 * 1024,
             auth_cache_seconds: 10,
             idempotency_ttl_hours: 24,
+            shutdown_drain_seconds: 0,
+            shutdown_grace_seconds: 30,
             master_key: None,
             previous_master_keys: Vec::new(),
             bootstrap_default_tenant: true,

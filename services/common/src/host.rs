@@ -162,15 +162,20 @@ impl Server {
         }
 
         let (tx, rx) = oneshot::channel::<()>();
+        let (closing_tx, closing_rx) = oneshot::channel::<()>();
         let draining = health;
         let health_names = names.clone();
+        let drain = Duration::from_secs(platform.config.shutdown_drain_seconds);
+        let grace = Duration::from_secs(platform.config.shutdown_grace_seconds);
         let stop = async move {
             let _ = rx.await;
             // Health checks say NOT_SERVING first, so load balancers drain
-            // this process while in-flight calls finish.
+            // this process, then the listener closes and in-flight calls finish.
             for name in health_names.into_iter().chain([""]) {
                 draining.set_service_status(name, tonic_health::ServingStatus::NotServing).await;
             }
+            tokio::time::sleep(drain).await;
+            let _ = closing_tx.send(());
         };
         let (metrics_tx, metrics_rx) = tokio::sync::watch::channel(false);
         if let Some(l) = metrics_listener {
@@ -193,7 +198,22 @@ impl Server {
             .layer(grpc::idempotency::IdempotencyLayer::new(platform.idempotency.clone(), max))
             .add_routes(routes);
         let task = tokio::spawn(async move {
-            let served = server.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop).await;
+            let serve = server.serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop);
+            // Streams that never end (health watches, slow exports) must not
+            // hold the process past its grace period.
+            let deadline = async move {
+                if closing_rx.await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+                tokio::time::sleep(grace).await;
+            };
+            let served = tokio::select! {
+                served = serve => served,
+                () = deadline => {
+                    tracing::warn!(grace_seconds = grace.as_secs(), "grace period over: dropping open connections");
+                    Ok(())
+                }
+            };
             sweeper.abort();
             let _ = metrics_tx.send(true);
             served.map_err(|e| PulseError::Internal(format!("gRPC server: {e}")))

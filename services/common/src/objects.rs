@@ -113,6 +113,7 @@ impl TenantObjects {
 
     /// The tenant's objects under `prefix`, with keys relative to the tenant.
     pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectEntry>, ObjectError> {
+        check_prefix(prefix)?;
         let entries = self.store.list(&format!("{}{prefix}", self.prefix)).await?;
         Ok(entries
             .into_iter()
@@ -142,6 +143,15 @@ pub fn check_key(key: &str) -> Result<(), ObjectError> {
         return bad("segments must be non-empty and not '.', '..' or start with '.pulse'");
     }
     Ok(())
+}
+
+/// A listing prefix: empty, or a key (optionally ending in `/`).
+pub fn check_prefix(prefix: &str) -> Result<(), ObjectError> {
+    match prefix.strip_suffix('/').unwrap_or(prefix) {
+        "" if prefix.is_empty() => Ok(()),
+        "" => Err(ObjectError::InvalidKey(prefix.to_string(), "a prefix cannot be only '/'")),
+        key => check_key(key),
+    }
 }
 
 /// The configured store: S3 when `s3_bucket` is set, else `state_dir/objects`.
@@ -308,6 +318,7 @@ impl ObjectStore for LocalObjectStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectEntry>, ObjectError> {
+        check_prefix(prefix)?;
         let (this, prefix) = (self.clone(), prefix.to_string());
         tokio::task::spawn_blocking(move || this.list_blocking(&prefix))
             .await
@@ -446,6 +457,7 @@ impl ObjectStore for S3ObjectStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectEntry>, ObjectError> {
+        check_prefix(prefix)?;
         let mut out = Vec::new();
         let mut pages =
             self.client.list_objects_v2().bucket(&self.bucket).prefix(self.full_key(prefix)).into_paginator().send();

@@ -8,8 +8,6 @@
 //! caller's context (e.g. tenant and datasource id) is authenticated too, so
 //! a ciphertext moved to another row does not open.
 
-use std::path::Path;
-
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use rand::RngCore;
@@ -96,7 +94,11 @@ impl MasterKeys {
                         .into(),
                 ));
             }
-            _ => load_or_create(&config.state_dir.join("master.key"))?,
+            _ => crate::auth::load_or_create_secret(&config.state_dir.join("master.key"), || {
+                let mut key = [0u8; 32];
+                rand::rng().fill_bytes(&mut key);
+                hex::encode(key)
+            })?,
         };
         Self::new(&current, &config.previous_master_keys).map_err(|e| PulseError::Config(e.to_string()))
     }
@@ -151,20 +153,6 @@ fn split(sealed: &[u8]) -> Result<(&str, &[u8], &[u8]), SecretError> {
     let (id, rest) = rest.split_at(id_len as usize);
     let (nonce, body) = rest.split_at(NONCE_LEN);
     Ok((std::str::from_utf8(id).map_err(|_| SecretError::Format)?, nonce, body))
-}
-
-fn load_or_create(path: &Path) -> Result<String, PulseError> {
-    match std::fs::read_to_string(path) {
-        Ok(k) if !k.trim().is_empty() => return Ok(k.trim().to_string()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(PulseError::Config(format!("reading {}: {e}", path.display()))),
-    }
-    let mut key = [0u8; 32];
-    rand::rng().fill_bytes(&mut key);
-    let key = hex::encode(key);
-    crate::auth::write_secret_file(path, &key)?;
-    Ok(key)
 }
 
 #[cfg(test)]

@@ -184,6 +184,10 @@ async fn tenant_objects_stay_in_their_tenant() {
     for escape in ["../ten_a/models/churn/v1/model.bin", "/ten_a/x", "a//b"] {
         assert!(matches!(b.get(escape).await.unwrap_err(), ObjectError::InvalidKey(..)), "{escape}");
     }
+    for escape in ["../ten_a/", "../../", "/", "/etc/", "a//"] {
+        assert!(matches!(b.list(escape).await.unwrap_err(), ObjectError::InvalidKey(..)), "{escape}");
+        assert!(matches!(store.list(escape).await.unwrap_err(), ObjectError::InvalidKey(..)), "{escape}");
+    }
     assert!(pulse_common::objects::TenantObjects::new(store, "ten_a/x").is_err());
 }
 

@@ -443,16 +443,37 @@ async fn metrics_reflection_health_and_pending_services() {
 }
 
 #[tokio::test]
-async fn shutdown_is_graceful() {
-    let sb = sandbox(false).await;
+async fn shutdown_is_graceful_and_bounded() {
+    let sb = Sandbox::start(
+        false,
+        |c| c.shutdown_grace_seconds = 1,
+        async |platform| vec![pulse_lineage::hosted(&platform).await.unwrap()],
+    )
+    .await;
     let endpoint = sb.endpoint.clone();
     let client = Client::connect(&endpoint, Some(&sb.tenant_a.1)).await.unwrap();
     client
         .record_node(node("ds1", NodeKind::Datasource, &[("name", "n"), ("connector", "postgres")]), None)
         .await
         .unwrap();
+    // A health watch never ends on its own; shutdown must not wait for it
+    // past the grace period, and the watcher is told NOT_SERVING first.
+    let channel =
+        pulse_proto::tonic::transport::Endpoint::from_shared(endpoint.clone()).unwrap().connect().await.unwrap();
+    let mut watch = tonic_health::pb::health_client::HealthClient::new(channel)
+        .watch(tonic_health::pb::HealthCheckRequest { service: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
+    let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+    assert_eq!(watch.message().await.unwrap().unwrap().status, serving);
     let Sandbox { server, .. } = sb;
-    server.shutdown().await.unwrap();
+    let started = std::time::Instant::now();
+    let stopping = tokio::spawn(server.shutdown());
+    let next = watch.message().await.unwrap().unwrap().status;
+    assert_eq!(next, tonic_health::pb::health_check_response::ServingStatus::NotServing as i32);
+    stopping.await.unwrap().unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
     let err = Client::connect(&endpoint, None).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable);
 }
