@@ -124,7 +124,10 @@ async fn auth_and_tenants(postgres: bool) {
     assert!(err.message().contains("authorization: Bearer"), "{err}");
     let made_up = Client::connect(&sb.endpoint, Some("pk_nothing")).await.unwrap();
     assert_eq!(made_up.get_node("ds1").await.unwrap_err().code(), Code::Unauthenticated);
-    let forged = format!("{}0", &sb.tenant_a.1[..sb.tenant_a.1.len() - 1]);
+    // The real secret with its last hex digit changed (to another digit).
+    let (head, last) = sb.tenant_a.1.split_at(sb.tenant_a.1.len() - 1);
+    let forged = format!("{head}{}", if last == "0" { "1" } else { "0" });
+    assert_ne!(forged, sb.tenant_a.1);
     let forged = Client::connect(&sb.endpoint, Some(&forged)).await.unwrap();
     assert_eq!(forged.get_node("ds1").await.unwrap_err().code(), Code::Unauthenticated);
 
