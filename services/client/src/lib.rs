@@ -15,8 +15,9 @@ use pulse_proto::tonic::metadata::MetadataValue;
 use pulse_proto::tonic::transport::{Channel, Endpoint};
 use pulse_proto::tonic::{Code, Request};
 
-pub use error::{ClientError, code_name};
+pub use error::ClientError;
 pub use pulse_proto;
+pub use pulse_proto::code_name;
 pub use tree::{LineageTree, kind_name, parse_kind};
 
 pub type Result<T> = std::result::Result<T, ClientError>;

@@ -3,7 +3,7 @@
 use std::pin::Pin;
 
 use futures::Stream;
-use pulse_common::grpc::{caller, status};
+use pulse_common::grpc::{status, tenant};
 use pulse_proto::common::v1::{ModelVersionRef, PageResponse};
 use pulse_proto::lineage::v1 as pb;
 use pulse_proto::lineage::v1::lineage_service_server::LineageService;
@@ -23,10 +23,6 @@ impl LineageGrpc {
     pub fn new(lineage: Lineage) -> Self {
         Self { lineage }
     }
-}
-
-fn tenant<T>(req: &Request<T>) -> Result<String, Status> {
-    caller(req)?.tenant().map(str::to_string).map_err(status)
 }
 
 /// Export chunk size, in nodes.

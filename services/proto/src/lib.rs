@@ -45,9 +45,36 @@ pub fn service(name: &str) -> Option<&'static ServiceInfo> {
 }
 
 /// The method at this HTTP/2 path, e.g. `/pulse.lineage.v1.LineageService/Trace`.
+/// Every request looks its method up (metrics, auth, idempotency): one map.
 pub fn method(path: &str) -> Option<&'static MethodInfo> {
-    let (service_name, _) = path.trim_start_matches('/').split_once('/')?;
-    service(service_name)?.methods.iter().find(|m| m.path == path)
+    static BY_PATH: std::sync::OnceLock<std::collections::HashMap<&'static str, &'static MethodInfo>> =
+        std::sync::OnceLock::new();
+    BY_PATH.get_or_init(|| SERVICES.iter().flat_map(|s| s.methods).map(|m| (m.path, m)).collect()).get(path).copied()
+}
+
+/// The upper-case gRPC name of a status code, e.g. `NOT_FOUND`, as metrics,
+/// the CLI and the SDK spell it.
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::grpc_status;
 use crate::auth::Caller;
 use crate::idempotency::{Claim, IdempotencyStore};
 
@@ -246,8 +247,4 @@ where
         );
         Ok(Response::from_parts(parts, Body::new(StreamBody::new(frames))))
     }
-}
-
-fn grpc_status(headers: &HeaderMap) -> Option<i32> {
-    super::grpc_status(headers)
 }

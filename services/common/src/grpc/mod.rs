@@ -53,28 +53,14 @@ pub fn caller<T>(req: &pulse_proto::tonic::Request<T>) -> Result<Caller, Status>
         .ok_or_else(|| Status::unauthenticated("no caller on the request: the auth layer is not installed"))
 }
 
+/// The caller's tenant: what every tenant-scoped handler starts with.
+pub fn tenant<T>(req: &pulse_proto::tonic::Request<T>) -> Result<String, Status> {
+    caller(req)?.tenant().map(str::to_string).map_err(status)
+}
+
 /// The upper-case name of a gRPC status code number, as metrics label it.
 pub fn code_name(code: i32) -> &'static str {
-    const NAMES: [&str; 17] = [
-        "OK",
-        "CANCELLED",
-        "UNKNOWN",
-        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED",
-        "NOT_FOUND",
-        "ALREADY_EXISTS",
-        "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED",
-        "FAILED_PRECONDITION",
-        "ABORTED",
-        "OUT_OF_RANGE",
-        "UNIMPLEMENTED",
-        "INTERNAL",
-        "UNAVAILABLE",
-        "DATA_LOSS",
-        "UNAUTHENTICATED",
-    ];
-    usize::try_from(code).ok().and_then(|i| NAMES.get(i)).copied().unwrap_or("UNKNOWN")
+    pulse_proto::code_name(Code::from_i32(code))
 }
 
 /// The grpc-status in a header map, if any.
