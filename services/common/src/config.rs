@@ -78,6 +78,15 @@ pub struct Config {
     /// `pulse up` creates a `default` tenant and writes its key under
     /// `state_dir` when no tenant exists. Default true.
     pub bootstrap_default_tenant: bool,
+    /// Directories `file://` datasources may read under. Empty (the default)
+    /// allows the server's working directory only.
+    pub file_roots: Vec<PathBuf>,
+    /// Extraction jobs this process runs at once; 0 makes it serve the API
+    /// only. Default 2.
+    pub extraction_workers: usize,
+    /// A job whose worker has not renewed its lease for this long is taken
+    /// over by another worker. Default 30.
+    pub job_lease_seconds: u64,
 }
 
 impl Default for Config {
@@ -104,6 +113,9 @@ impl Default for Config {
             master_key: None,
             previous_master_keys: Vec::new(),
             bootstrap_default_tenant: true,
+            file_roots: Vec::new(),
+            extraction_workers: 2,
+            job_lease_seconds: 30,
         }
     }
 }

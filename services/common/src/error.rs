@@ -21,6 +21,8 @@ pub enum ErrorCode {
     Unimplemented,
     Cancelled,
     DeadlineExceeded,
+    /// Stored data failed its integrity check: never answered silently.
+    DataLoss,
     /// A fault of ours, not the caller's: details are logged, not returned.
     Internal,
 }
@@ -41,6 +43,7 @@ impl ErrorCode {
             Self::Unimplemented => "UNIMPLEMENTED",
             Self::Cancelled => "CANCELLED",
             Self::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            Self::DataLoss => "DATA_LOSS",
             Self::Internal => "INTERNAL",
         }
     }

@@ -16,6 +16,7 @@ pub mod ids;
 pub mod metrics;
 pub mod objects;
 pub mod paging;
+pub mod records;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;

@@ -29,6 +29,7 @@ pub fn code(code: ErrorCode) -> Code {
         ErrorCode::Unimplemented => Code::Unimplemented,
         ErrorCode::Cancelled => Code::Cancelled,
         ErrorCode::DeadlineExceeded => Code::DeadlineExceeded,
+        ErrorCode::DataLoss => Code::DataLoss,
         ErrorCode::Internal => Code::Internal,
     }
 }

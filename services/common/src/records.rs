@@ -1,0 +1,570 @@
+//! Versioned records and the event outbox, once for every service.
+//!
+//! A service keeps its entities (datasources, jobs, datasets, versions, …) as
+//! protobuf-encoded bodies in one `records` table of its schema, keyed by
+//! tenant, kind and id, with a parent and a status for listing and a revision
+//! for compare-and-set. [`RecordStore::apply`] writes several records and
+//! events in one transaction, so a state change and its event commit together
+//! or not at all (an outbox the event log reads).
+
+use std::sync::Arc;
+
+use crate::store::{Db, PgDb, SqliteDb, StoreError};
+
+/// The table both dialects create; services list it as their first migration.
+pub const POSTGRES: &str = "
+CREATE TABLE records (
+    tenant TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    parent TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL DEFAULT '',
+    revision BIGINT NOT NULL,
+    body BYTEA NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant, kind, id)
+);
+CREATE INDEX records_parent ON records (tenant, kind, parent, id);
+CREATE INDEX records_status ON records (kind, status);
+CREATE TABLE events (
+    seq BIGSERIAL PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX events_tenant_name ON events (tenant, name, seq);
+";
+
+pub const SQLITE: &str = "
+CREATE TABLE records (
+    tenant TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    parent TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL DEFAULT '',
+    revision INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, kind, id)
+) WITHOUT ROWID;
+CREATE INDEX records_parent ON records (tenant, kind, parent, id);
+CREATE INDEX records_status ON records (kind, status);
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant TEXT NOT NULL,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX events_tenant_name ON events (tenant, name, seq);
+";
+
+/// One stored record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub tenant: String,
+    pub kind: String,
+    pub id: String,
+    pub parent: String,
+    pub status: String,
+    pub revision: i64,
+    pub body: Vec<u8>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Record {
+    pub fn decode<T: prost::Message + Default>(&self) -> Result<T, StoreError> {
+        T::decode(self.body.as_slice())
+            .map_err(|e| StoreError::Corrupt(format!("{} record '{}' does not decode: {e}", self.kind, self.id)))
+    }
+}
+
+/// An event to append with a write (names like `pulse.snapshot.created.v1`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub name: String,
+    /// The entity it is about, e.g. `ext_…` or `orders@3`.
+    pub entity: String,
+    /// A JSON object.
+    pub payload: serde_json::Value,
+}
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub tenant: String,
+    pub id: String,
+    pub name: String,
+    pub entity: String,
+    pub at: i64,
+    pub payload: serde_json::Value,
+}
+
+/// One write of an atomic batch.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Fails the batch when the record exists.
+    Insert { kind: &'static str, id: String, parent: String, status: String, body: Vec<u8> },
+    /// Fails the batch unless the stored revision is `revision`.
+    Update { kind: &'static str, id: String, revision: i64, parent: String, status: String, body: Vec<u8> },
+    /// Fails the batch unless the stored revision is `revision`.
+    Delete { kind: &'static str, id: String, revision: i64 },
+    Event(Event),
+}
+
+impl Write {
+    pub fn insert(kind: &'static str, id: &str, parent: &str, status: &str, body: &impl prost::Message) -> Self {
+        Self::Insert {
+            kind,
+            id: id.to_string(),
+            parent: parent.to_string(),
+            status: status.to_string(),
+            body: body.encode_to_vec(),
+        }
+    }
+
+    /// Replaces `record` (at its revision) with a new body and status.
+    pub fn update(record: &Record, status: &str, body: &impl prost::Message) -> Self {
+        Self::Update {
+            kind: kind_static(&record.kind),
+            id: record.id.clone(),
+            revision: record.revision,
+            parent: record.parent.clone(),
+            status: status.to_string(),
+            body: body.encode_to_vec(),
+        }
+    }
+
+    pub fn event(name: &str, entity: &str, payload: serde_json::Value) -> Self {
+        Self::Event(Event { name: name.to_string(), entity: entity.to_string(), payload })
+    }
+}
+
+/// Record kinds are a small fixed set per service; interning keeps `Write`
+/// free of lifetimes.
+fn kind_static(kind: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static KINDS: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut set = KINDS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(k) = set.get(kind) {
+        return k;
+    }
+    let leaked: &'static str = Box::leak(kind.to_string().into_boxed_str());
+    set.insert(leaked);
+    leaked
+}
+
+/// Filters of a list.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery<'a> {
+    pub parent: Option<&'a str>,
+    pub status: Option<&'a str>,
+    /// Exclusive paging cursor: ids after (or before, newest first) this one.
+    pub after: &'a str,
+    pub limit: u32,
+    pub newest_first: bool,
+}
+
+#[async_trait::async_trait]
+pub trait RecordStore: Send + Sync + std::fmt::Debug {
+    async fn get(&self, tenant: &str, kind: &str, id: &str) -> Result<Option<Record>, StoreError>;
+    async fn list(&self, tenant: &str, kind: &str, q: ListQuery<'_>) -> Result<Vec<Record>, StoreError>;
+    /// Records of `kind` in any of `statuses`, across tenants (for workers).
+    async fn by_status(&self, kind: &str, statuses: &[&str], limit: u32) -> Result<Vec<Record>, StoreError>;
+    /// Applies every write or none. `Ok(false)` when an insert found its id
+    /// taken or an update or delete found another revision.
+    async fn apply(&self, tenant: &str, writes: Vec<Write>) -> Result<bool, StoreError>;
+    /// Events of the tenant after `after_seq`, oldest first, optionally of one
+    /// name.
+    async fn events(
+        &self,
+        tenant: &str,
+        name: Option<&str>,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+}
+
+pub fn record_store(db: &Db) -> Arc<dyn RecordStore> {
+    match db {
+        Db::Postgres(pg) => Arc::new(PgRecords { db: pg.clone() }),
+        Db::Embedded(sqlite) => Arc::new(SqliteRecords { db: sqlite.clone() }),
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[derive(Debug)]
+struct PgRecords {
+    db: PgDb,
+}
+
+const COLUMNS: &str = "tenant, kind, id, parent, status, revision, body, created_at, updated_at";
+
+fn pg_record(r: &tokio_postgres::Row) -> Record {
+    Record {
+        tenant: r.get(0),
+        kind: r.get(1),
+        id: r.get(2),
+        parent: r.get(3),
+        status: r.get(4),
+        revision: r.get(5),
+        body: r.get(6),
+        created_at: r.get(7),
+        updated_at: r.get(8),
+    }
+}
+
+#[async_trait::async_trait]
+impl RecordStore for PgRecords {
+    async fn get(&self, tenant: &str, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
+        let client = self.db.client().await?;
+        let sql = format!("SELECT {COLUMNS} FROM {}.records WHERE tenant = $1 AND kind = $2 AND id = $3", self.db.schema);
+        let stmt = client.prepare_cached(&sql).await?;
+        Ok(client.query_opt(&stmt, &[&tenant, &kind, &id]).await?.as_ref().map(pg_record))
+    }
+
+    async fn list(&self, tenant: &str, kind: &str, q: ListQuery<'_>) -> Result<Vec<Record>, StoreError> {
+        let client = self.db.client().await?;
+        let (cmp, order) = if q.newest_first { ("<", "DESC") } else { (">", "ASC") };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM {}.records WHERE tenant = $1 AND kind = $2 AND ($3 = '' OR id {cmp} $3) \
+             AND ($4::text IS NULL OR parent = $4) AND ($5::text IS NULL OR status = $5) \
+             ORDER BY id {order} LIMIT $6",
+            self.db.schema
+        );
+        let stmt = client.prepare_cached(&sql).await?;
+        let limit = i64::from(q.limit.max(1));
+        let rows = client.query(&stmt, &[&tenant, &kind, &q.after, &q.parent, &q.status, &limit]).await?;
+        Ok(rows.iter().map(pg_record).collect())
+    }
+
+    async fn by_status(&self, kind: &str, statuses: &[&str], limit: u32) -> Result<Vec<Record>, StoreError> {
+        let client = self.db.client().await?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM {}.records WHERE kind = $1 AND status = ANY($2) ORDER BY id LIMIT $3",
+            self.db.schema
+        );
+        let statuses: Vec<String> = statuses.iter().map(|s| s.to_string()).collect();
+        let rows = client.query(&sql, &[&kind, &statuses, &i64::from(limit.max(1))]).await?;
+        Ok(rows.iter().map(pg_record).collect())
+    }
+
+    async fn apply(&self, tenant: &str, writes: Vec<Write>) -> Result<bool, StoreError> {
+        let mut client = self.db.client().await?;
+        let schema = self.db.schema;
+        let tx = client.transaction().await?;
+        let now = now_ms();
+        for w in writes {
+            let changed = match w {
+                Write::Insert { kind, id, parent, status, body } => {
+                    tx.execute(
+                        &format!(
+                            "INSERT INTO {schema}.records ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $7) \
+                             ON CONFLICT DO NOTHING"
+                        ),
+                        &[&tenant, &kind, &id, &parent, &status, &body, &now],
+                    )
+                    .await?
+                }
+                Write::Update { kind, id, revision, parent, status, body } => {
+                    tx.execute(
+                        &format!(
+                            "UPDATE {schema}.records SET parent = $4, status = $5, body = $6, revision = revision + 1, \
+                             updated_at = $7 WHERE tenant = $1 AND kind = $2 AND id = $3 AND revision = $8"
+                        ),
+                        &[&tenant, &kind, &id, &parent, &status, &body, &now, &revision],
+                    )
+                    .await?
+                }
+                Write::Delete { kind, id, revision } => {
+                    tx.execute(
+                        &format!(
+                            "DELETE FROM {schema}.records WHERE tenant = $1 AND kind = $2 AND id = $3 AND revision = $4"
+                        ),
+                        &[&tenant, &kind, &id, &revision],
+                    )
+                    .await?
+                }
+                Write::Event(e) => {
+                    let id = uuid::Uuid::now_v7().to_string();
+                    tx.execute(
+                        &format!(
+                            "INSERT INTO {schema}.events (tenant, id, name, entity, at, payload) \
+                             VALUES ($1, $2, $3, $4, $5, $6)"
+                        ),
+                        &[&tenant, &id, &e.name, &e.entity, &now, &e.payload.to_string()],
+                    )
+                    .await?
+                }
+            };
+            if changed != 1 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn events(
+        &self,
+        tenant: &str,
+        name: Option<&str>,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let client = self.db.client().await?;
+        let sql = format!(
+            "SELECT seq, tenant, id, name, entity, at, payload FROM {}.events \
+             WHERE tenant = $1 AND seq > $2 AND ($3::text IS NULL OR name = $3) ORDER BY seq LIMIT $4",
+            self.db.schema
+        );
+        let rows = client.query(&sql, &[&tenant, &after_seq, &name, &i64::from(limit.max(1))]).await?;
+        rows.iter()
+            .map(|r| {
+                let payload: String = r.get(6);
+                Ok(StoredEvent {
+                    seq: r.get(0),
+                    tenant: r.get(1),
+                    id: r.get(2),
+                    name: r.get(3),
+                    entity: r.get(4),
+                    at: r.get(5),
+                    payload: serde_json::from_str(&payload).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                })
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug)]
+struct SqliteRecords {
+    db: SqliteDb,
+}
+
+fn sqlite_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+    Ok(Record {
+        tenant: r.get(0)?,
+        kind: r.get(1)?,
+        id: r.get(2)?,
+        parent: r.get(3)?,
+        status: r.get(4)?,
+        revision: r.get(5)?,
+        body: r.get(6)?,
+        created_at: r.get(7)?,
+        updated_at: r.get(8)?,
+    })
+}
+
+#[async_trait::async_trait]
+impl RecordStore for SqliteRecords {
+    async fn get(&self, tenant: &str, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
+        let (tenant, kind, id) = (tenant.to_string(), kind.to_string(), id.to_string());
+        self.db
+            .call(move |c| {
+                let mut stmt =
+                    c.prepare_cached(&format!("SELECT {COLUMNS} FROM records WHERE tenant = ?1 AND kind = ?2 AND id = ?3"))?;
+                let mut rows = stmt.query_map(rusqlite::params![tenant, kind, id], sqlite_record)?;
+                Ok(rows.next().transpose()?)
+            })
+            .await
+    }
+
+    async fn list(&self, tenant: &str, kind: &str, q: ListQuery<'_>) -> Result<Vec<Record>, StoreError> {
+        let (tenant, kind) = (tenant.to_string(), kind.to_string());
+        let (parent, status, after) = (q.parent.map(str::to_string), q.status.map(str::to_string), q.after.to_string());
+        let (cmp, order) = if q.newest_first { ("<", "DESC") } else { (">", "ASC") };
+        let limit = i64::from(q.limit.max(1));
+        self.db
+            .call(move |c| {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM records WHERE tenant = ?1 AND kind = ?2 AND (?3 = '' OR id {cmp} ?3) \
+                     AND (?4 IS NULL OR parent = ?4) AND (?5 IS NULL OR status = ?5) ORDER BY id {order} LIMIT ?6"
+                );
+                let mut stmt = c.prepare_cached(&sql)?;
+                let rows = stmt
+                    .query_map(rusqlite::params![tenant, kind, after, parent, status, limit], sqlite_record)?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await
+    }
+
+    async fn by_status(&self, kind: &str, statuses: &[&str], limit: u32) -> Result<Vec<Record>, StoreError> {
+        let kind = kind.to_string();
+        let statuses: Vec<String> = statuses.iter().map(|s| s.to_string()).collect();
+        self.db
+            .call(move |c| {
+                let placeholders: Vec<String> = (0..statuses.len()).map(|i| format!("?{}", i + 3)).collect();
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM records WHERE kind = ?1 AND status IN ({}) ORDER BY id LIMIT ?2",
+                    if placeholders.is_empty() { "NULL".to_string() } else { placeholders.join(", ") }
+                );
+                let mut stmt = c.prepare(&sql)?;
+                let mut params: Vec<&dyn rusqlite::ToSql> = vec![&kind];
+                let limit = i64::from(limit.max(1));
+                params.push(&limit);
+                for s in &statuses {
+                    params.push(s);
+                }
+                let rows = stmt.query_map(params.as_slice(), sqlite_record)?.collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await
+    }
+
+    async fn apply(&self, tenant: &str, writes: Vec<Write>) -> Result<bool, StoreError> {
+        let tenant = tenant.to_string();
+        self.db
+            .call(move |c| {
+                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let now = now_ms();
+                for w in writes {
+                    let changed = match w {
+                        Write::Insert { kind, id, parent, status, body } => tx.execute(
+                            &format!(
+                                "INSERT INTO records ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?7) \
+                                 ON CONFLICT DO NOTHING"
+                            ),
+                            rusqlite::params![tenant, kind, id, parent, status, body, now],
+                        )?,
+                        Write::Update { kind, id, revision, parent, status, body } => tx.execute(
+                            "UPDATE records SET parent = ?4, status = ?5, body = ?6, revision = revision + 1, \
+                             updated_at = ?7 WHERE tenant = ?1 AND kind = ?2 AND id = ?3 AND revision = ?8",
+                            rusqlite::params![tenant, kind, id, parent, status, body, now, revision],
+                        )?,
+                        Write::Delete { kind, id, revision } => tx.execute(
+                            "DELETE FROM records WHERE tenant = ?1 AND kind = ?2 AND id = ?3 AND revision = ?4",
+                            rusqlite::params![tenant, kind, id, revision],
+                        )?,
+                        Write::Event(e) => tx.execute(
+                            "INSERT INTO events (tenant, id, name, entity, at, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                            rusqlite::params![
+                                tenant,
+                                uuid::Uuid::now_v7().to_string(),
+                                e.name,
+                                e.entity,
+                                now,
+                                e.payload.to_string()
+                            ],
+                        )?,
+                    };
+                    if changed != 1 {
+                        // Dropping the transaction rolls it back.
+                        return Ok(false);
+                    }
+                }
+                tx.commit()?;
+                Ok(true)
+            })
+            .await
+    }
+
+    async fn events(
+        &self,
+        tenant: &str,
+        name: Option<&str>,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let (tenant, name) = (tenant.to_string(), name.map(str::to_string));
+        let limit = i64::from(limit.max(1));
+        self.db
+            .call(move |c| {
+                let mut stmt = c.prepare_cached(
+                    "SELECT seq, tenant, id, name, entity, at, payload FROM events \
+                     WHERE tenant = ?1 AND seq > ?2 AND (?3 IS NULL OR name = ?3) ORDER BY seq LIMIT ?4",
+                )?;
+                let rows = stmt
+                    .query_map(rusqlite::params![tenant, after_seq, name, limit], |r| {
+                        let payload: String = r.get(6)?;
+                        Ok(StoredEvent {
+                            seq: r.get(0)?,
+                            tenant: r.get(1)?,
+                            id: r.get(2)?,
+                            name: r.get(3)?,
+                            entity: r.get(4)?,
+                            at: r.get(5)?,
+                            payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Migration;
+    use crate::testing::{Backend, embedded_backend, postgres_backend};
+
+    static MIGRATIONS: &[Migration] =
+        &[Migration { version: 1, description: "records and events", postgres: POSTGRES, sqlite: SQLITE }];
+
+    async fn exercise(backend: Backend) {
+        let db = backend.database().await.open("records_test", MIGRATIONS).await.unwrap();
+        let store = record_store(&db);
+        let body = prost_types::Duration { seconds: 5, nanos: 0 };
+        let ins = |id: &str, parent: &str| Write::insert("job", id, parent, "queued", &body);
+        assert!(store.apply("t1", vec![ins("a", "p"), ins("b", "p"), ins("c", "q")]).await.unwrap());
+        // A duplicate insert fails the whole batch: "d" is not written either.
+        assert!(!store.apply("t1", vec![ins("d", "p"), ins("a", "p")]).await.unwrap());
+        assert!(store.get("t1", "job", "d").await.unwrap().is_none());
+        // Tenants are separate.
+        assert!(store.get("t2", "job", "a").await.unwrap().is_none());
+
+        let a = store.get("t1", "job", "a").await.unwrap().unwrap();
+        assert_eq!(a.decode::<prost_types::Duration>().unwrap(), body);
+        let done = prost_types::Duration { seconds: 9, nanos: 0 };
+        assert!(
+            store
+                .apply("t1", vec![Write::update(&a, "running", &done), Write::event("pulse.x.v1", "a", serde_json::json!({"n": 1}))])
+                .await
+                .unwrap()
+        );
+        // A stale revision loses.
+        assert!(!store.apply("t1", vec![Write::update(&a, "failed", &done)]).await.unwrap());
+        let a2 = store.get("t1", "job", "a").await.unwrap().unwrap();
+        assert_eq!((a2.revision, a2.status.as_str()), (2, "running"));
+
+        let q = ListQuery { parent: Some("p"), limit: 10, ..Default::default() };
+        let ids: Vec<String> = store.list("t1", "job", q).await.unwrap().into_iter().map(|r| r.id).collect();
+        assert_eq!(ids, ["a", "b"]);
+        let q = ListQuery { limit: 2, newest_first: true, after: "c", ..Default::default() };
+        let ids: Vec<String> = store.list("t1", "job", q).await.unwrap().into_iter().map(|r| r.id).collect();
+        assert_eq!(ids, ["b", "a"]);
+        let running = store.by_status("job", &["running"], 10).await.unwrap();
+        assert_eq!(running.len(), 1);
+
+        let events = store.events("t1", Some("pulse.x.v1"), 0, 10).await.unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].payload["n"], 1);
+        assert!(store.events("t2", None, 0, 10).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn embedded_records() {
+        exercise(embedded_backend().await).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_records() {
+        exercise(postgres_backend().await).await;
+    }
+}

@@ -1,0 +1,368 @@
+//! Per-column statistics of a version, computed over its rows as read back.
+//! They are the drift baseline of models trained on the version, so they are
+//! deterministic: the same rows in the same order give the same numbers.
+//!
+//! Exact: count, nulls, NaNs, min, max, mean, std, and categories while a
+//! column has at most [`MAX_CATEGORIES`] distinct values. Sketched (marked
+//! `approximate`) past [`SAMPLE`] values: quantiles and the histogram, from a
+//! seeded reservoir sample.
+
+use std::collections::HashMap;
+
+use arrow::array::{
+    Array, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType as ArrowType, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use pulse_datasource::connector::values::{logical_type_of, micros_to_proto};
+use pulse_proto::datasource::v1::Value;
+use pulse_proto::datasource::v1::value::Kind;
+use pulse_proto::snapshot::v1::{CategoryCount, ColumnStatistics, Histogram, Quantile};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const SAMPLE: usize = 100_000;
+const MAX_CATEGORIES: usize = 10_000;
+const TOP: usize = 50;
+const BINS: usize = 20;
+const QUANTILES: [f64; 9] = [0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99];
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Shape {
+    Numeric,
+    Categorical,
+    Ordered,
+    Opaque,
+}
+
+struct ColumnAcc {
+    name: String,
+    data_type: ArrowType,
+    shape: Shape,
+    count: u64,
+    nulls: u64,
+    nans: u64,
+    /// Welford's running mean and sum of squared deviations.
+    n: u64,
+    mean: f64,
+    m2: f64,
+    min: Option<Value>,
+    max: Option<Value>,
+    min_f: f64,
+    max_f: f64,
+    sample: Vec<f64>,
+    seen: u64,
+    rng: StdRng,
+    categories: HashMap<String, u64>,
+    categories_overflow: bool,
+}
+
+impl ColumnAcc {
+    fn new(index: usize, name: &str, data_type: &ArrowType) -> Self {
+        let shape = match data_type {
+            ArrowType::Int64 | ArrowType::Float64 | ArrowType::Decimal128(..) => Shape::Numeric,
+            ArrowType::Utf8 | ArrowType::Boolean => Shape::Categorical,
+            ArrowType::Date32 | ArrowType::Timestamp(..) => Shape::Ordered,
+            _ => Shape::Opaque,
+        };
+        Self {
+            name: name.to_string(),
+            data_type: data_type.clone(),
+            shape,
+            count: 0,
+            nulls: 0,
+            nans: 0,
+            n: 0,
+            mean: 0.0,
+            m2: 0.0,
+            min: None,
+            max: None,
+            min_f: f64::INFINITY,
+            max_f: f64::NEG_INFINITY,
+            sample: Vec::new(),
+            seen: 0,
+            rng: StdRng::seed_from_u64(0x5eed_0000 + index as u64),
+            categories: HashMap::new(),
+            categories_overflow: false,
+        }
+    }
+
+    fn numeric(&mut self, x: f64) {
+        if x.is_nan() {
+            self.nans += 1;
+            return;
+        }
+        if !x.is_finite() {
+            return;
+        }
+        self.n += 1;
+        let delta = x - self.mean;
+        self.mean += delta / self.n as f64;
+        self.m2 += delta * (x - self.mean);
+        self.min_f = self.min_f.min(x);
+        self.max_f = self.max_f.max(x);
+        self.seen += 1;
+        if self.sample.len() < SAMPLE {
+            self.sample.push(x);
+        } else {
+            let j = self.rng.random_range(0..self.seen);
+            if (j as usize) < SAMPLE {
+                self.sample[j as usize] = x;
+            }
+        }
+    }
+
+    fn category(&mut self, v: &str) {
+        if let Some(c) = self.categories.get_mut(v) {
+            *c += 1;
+        } else if self.categories.len() < MAX_CATEGORIES {
+            self.categories.insert(v.to_string(), 1);
+        } else {
+            self.categories_overflow = true;
+        }
+    }
+
+    fn ordered(&mut self, v: i64, make: fn(i64) -> Kind) {
+        let x = v as f64;
+        if x < self.min_f {
+            self.min_f = x;
+            self.min = Some(Value { kind: Some(make(v)) });
+        }
+        if x > self.max_f {
+            self.max_f = x;
+            self.max = Some(Value { kind: Some(make(v)) });
+        }
+    }
+
+    fn add(&mut self, array: &dyn Array) {
+        self.count += array.len() as u64;
+        self.nulls += array.null_count() as u64;
+        let any = array.as_any();
+        match &self.data_type {
+            ArrowType::Int64 => {
+                if let Some(a) = any.downcast_ref::<Int64Array>() {
+                    for v in a.iter().flatten() {
+                        self.numeric(v as f64);
+                        if self.min.as_ref().is_none_or(|m| matches!(m.kind, Some(Kind::IntValue(x)) if v < x)) {
+                            self.min = Some(Value { kind: Some(Kind::IntValue(v)) });
+                        }
+                        if self.max.as_ref().is_none_or(|m| matches!(m.kind, Some(Kind::IntValue(x)) if v > x)) {
+                            self.max = Some(Value { kind: Some(Kind::IntValue(v)) });
+                        }
+                    }
+                }
+            }
+            ArrowType::Float64 => {
+                if let Some(a) = any.downcast_ref::<Float64Array>() {
+                    for v in a.iter().flatten() {
+                        self.numeric(v);
+                    }
+                }
+            }
+            ArrowType::Decimal128(_, scale) => {
+                let div = 10f64.powi(i32::from(*scale));
+                if let Some(a) = any.downcast_ref::<Decimal128Array>() {
+                    for i in 0..a.len() {
+                        if a.is_valid(i) {
+                            let raw = a.value(i);
+                            let x = raw as f64 / div;
+                            let before = (self.min_f, self.max_f);
+                            self.numeric(x);
+                            if x < before.0 {
+                                self.min = Some(Value { kind: Some(Kind::DecimalValue(a.value_as_string(i))) });
+                            }
+                            if x > before.1 {
+                                self.max = Some(Value { kind: Some(Kind::DecimalValue(a.value_as_string(i))) });
+                            }
+                        }
+                    }
+                }
+            }
+            ArrowType::Utf8 => {
+                if let Some(a) = any.downcast_ref::<StringArray>() {
+                    for v in a.iter().flatten() {
+                        self.category(v);
+                        if self.min.as_ref().is_none_or(|m| matches!(&m.kind, Some(Kind::StringValue(x)) if v < x.as_str())) {
+                            self.min = Some(Value { kind: Some(Kind::StringValue(v.to_string())) });
+                        }
+                        if self.max.as_ref().is_none_or(|m| matches!(&m.kind, Some(Kind::StringValue(x)) if v > x.as_str())) {
+                            self.max = Some(Value { kind: Some(Kind::StringValue(v.to_string())) });
+                        }
+                    }
+                }
+            }
+            ArrowType::Boolean => {
+                if let Some(a) = any.downcast_ref::<BooleanArray>() {
+                    for v in a.iter().flatten() {
+                        self.category(if v { "true" } else { "false" });
+                        let k = |b| Value { kind: Some(Kind::BoolValue(b)) };
+                        if self.min.as_ref().is_none_or(|m| matches!(m.kind, Some(Kind::BoolValue(true))) && !v) {
+                            self.min = Some(k(v));
+                        }
+                        if self.max.as_ref().is_none_or(|m| matches!(m.kind, Some(Kind::BoolValue(false))) && v) {
+                            self.max = Some(k(v));
+                        }
+                    }
+                }
+            }
+            ArrowType::Date32 => {
+                if let Some(a) = any.downcast_ref::<Date32Array>() {
+                    for v in a.iter().flatten() {
+                        self.ordered(i64::from(v), |d| {
+                            let date = chrono::DateTime::from_timestamp(d * 86_400, 0).unwrap_or_default().date_naive();
+                            Kind::DateValue(date.format("%Y-%m-%d").to_string())
+                        });
+                    }
+                }
+            }
+            ArrowType::Timestamp(TimeUnit::Microsecond, _) => {
+                if let Some(a) = any.downcast_ref::<TimestampMicrosecondArray>() {
+                    for v in a.iter().flatten() {
+                        self.ordered(v, |us| Kind::TimestampValue(micros_to_proto(us)));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn finish(mut self) -> ColumnStatistics {
+        let mut out = ColumnStatistics {
+            column: self.name.clone(),
+            data_type: logical_type_of(&self.data_type) as i32,
+            count: self.count,
+            null_count: self.nulls,
+            nan_count: self.nans,
+            ..Default::default()
+        };
+        match self.shape {
+            Shape::Numeric => {
+                if self.n > 0 {
+                    out.mean = Some(self.mean);
+                    out.std = Some((self.m2 / self.n as f64).sqrt());
+                    if matches!(self.data_type, ArrowType::Float64) {
+                        self.min = Some(Value { kind: Some(Kind::FloatValue(self.min_f)) });
+                        self.max = Some(Value { kind: Some(Kind::FloatValue(self.max_f)) });
+                    }
+                    self.sample.sort_by(|a, b| a.total_cmp(b));
+                    let s = &self.sample;
+                    out.quantiles = QUANTILES
+                        .iter()
+                        .map(|q| {
+                            let pos = (q * (s.len() - 1) as f64).round() as usize;
+                            Quantile { q: *q, value: s[pos.min(s.len() - 1)] }
+                        })
+                        .collect();
+                    let (lo, hi) = (self.min_f, self.max_f);
+                    let width = (hi - lo) / BINS as f64;
+                    let mut counts = vec![0u64; BINS];
+                    for x in s {
+                        let bin = if width > 0.0 { (((x - lo) / width) as usize).min(BINS - 1) } else { 0 };
+                        counts[bin] += 1;
+                    }
+                    // Scale sampled counts to the column's size.
+                    let scale = self.n as f64 / s.len() as f64;
+                    let counts = counts.iter().map(|c| (*c as f64 * scale).round() as u64).collect();
+                    out.histogram = Some(Histogram {
+                        bounds: (0..=BINS).map(|i| lo + width * i as f64).collect(),
+                        counts,
+                    });
+                    out.approximate = self.seen as usize > SAMPLE;
+                }
+                // Integer columns with few values are categories too.
+                if matches!(self.data_type, ArrowType::Int64) && self.n > 0 && self.max_f - self.min_f < 50.0 {
+                    let mut counts: HashMap<String, u64> = HashMap::new();
+                    for x in &self.sample {
+                        *counts.entry(format!("{}", *x as i64)).or_default() += 1;
+                    }
+                    if self.seen as usize <= SAMPLE {
+                        self.categories = counts;
+                    }
+                }
+            }
+            Shape::Categorical | Shape::Ordered | Shape::Opaque => {}
+        }
+        if !self.categories.is_empty() {
+            let mut cats: Vec<(String, u64)> = self.categories.into_iter().collect();
+            cats.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            if !self.categories_overflow {
+                out.distinct_count = Some(cats.len() as u64);
+            }
+            let non_null = self.count - self.nulls;
+            let top: Vec<CategoryCount> =
+                cats.into_iter().take(TOP).map(|(value, count)| CategoryCount { value, count }).collect();
+            out.other_count = non_null.saturating_sub(top.iter().map(|c| c.count).sum::<u64>());
+            out.top_categories = top;
+            out.approximate |= self.categories_overflow;
+        }
+        out.min = self.min;
+        out.max = self.max;
+        out
+    }
+}
+
+/// Statistics of every column of a schema, fed batch by batch.
+pub struct StatsAccumulator {
+    columns: Vec<ColumnAcc>,
+}
+
+impl StatsAccumulator {
+    pub fn new(schema: &SchemaRef) -> Self {
+        Self {
+            columns: schema.fields().iter().enumerate().map(|(i, f)| ColumnAcc::new(i, f.name(), f.data_type())).collect(),
+        }
+    }
+
+    pub fn add(&mut self, batch: &RecordBatch) {
+        for (acc, col) in self.columns.iter_mut().zip(batch.columns()) {
+            acc.add(col.as_ref());
+        }
+    }
+
+    pub fn finish(self) -> Vec<ColumnStatistics> {
+        self.columns.into_iter().map(ColumnAcc::finish).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::datatypes::{Field, Schema};
+
+    use super::*;
+
+    #[test]
+    fn exact_statistics_for_small_columns() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("x", ArrowType::Int64, true),
+            Field::new("c", ArrowType::Utf8, true),
+            Field::new("f", ArrowType::Float64, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![Some(1), Some(2), Some(3), None])),
+                Arc::new(StringArray::from(vec![Some("a"), Some("b"), Some("a"), None])),
+                Arc::new(Float64Array::from(vec![Some(1.0), Some(f64::NAN), Some(3.0), Some(5.0)])),
+            ],
+        )
+        .unwrap();
+        let mut acc = StatsAccumulator::new(&schema);
+        acc.add(&batch);
+        let stats = acc.finish();
+        let x = &stats[0];
+        assert_eq!((x.count, x.null_count), (4, 1));
+        assert_eq!(x.mean, Some(2.0));
+        assert!((x.std.unwrap() - (2.0f64 / 3.0).sqrt()).abs() < 1e-12);
+        assert_eq!(x.min.as_ref().unwrap().kind, Some(Kind::IntValue(1)));
+        assert_eq!(x.max.as_ref().unwrap().kind, Some(Kind::IntValue(3)));
+        assert_eq!(x.histogram.as_ref().unwrap().counts.iter().sum::<u64>(), 3);
+        let c = &stats[1];
+        assert_eq!(c.top_categories[0], CategoryCount { value: "a".into(), count: 2 });
+        assert_eq!(c.distinct_count, Some(2));
+        let f = &stats[2];
+        assert_eq!((f.nan_count, f.mean), (1, Some(3.0)));
+        assert!(!x.approximate);
+    }
+}
