@@ -9,7 +9,11 @@ use std::time::Duration;
 
 use pulse_proto::admin::v1 as admin;
 use pulse_proto::admin::v1::admin_service_client::AdminServiceClient;
+use pulse_proto::datasource::v1 as datasource;
+use pulse_proto::datasource::v1::datasource_service_client::DatasourceServiceClient;
 use pulse_proto::lineage::v1 as lineage;
+use pulse_proto::snapshot::v1 as snapshot;
+use pulse_proto::snapshot::v1::snapshot_service_client::SnapshotServiceClient;
 use pulse_proto::lineage::v1::lineage_service_client::LineageServiceClient;
 use pulse_proto::tonic::metadata::MetadataValue;
 use pulse_proto::tonic::transport::{Channel, Endpoint};
@@ -272,4 +276,171 @@ impl Client {
         }
         Ok(all)
     }
+
+    // ---- datasources -------------------------------------------------------
+
+    /// Registers a datasource; `idempotency_key` "" generates one.
+    pub async fn register_datasource(
+        &self,
+        req: datasource::RegisterDatasourceRequest,
+        idempotency_key: &str,
+    ) -> Result<datasource::Datasource> {
+        self.call(req, Some(idempotency_key), |ch, r| async move {
+            datasource_client(ch).register_datasource(r).await
+        })
+        .await
+    }
+
+    pub async fn get_datasource(&self, id: &str) -> Result<datasource::Datasource> {
+        let msg = datasource::GetDatasourceRequest { id: id.into() };
+        self.call(msg, None, |ch, r| async move { datasource_client(ch).get_datasource(r).await }).await
+    }
+
+    pub async fn list_datasources(&self, page_token: &str, page_size: u32) -> Result<datasource::ListDatasourcesResponse> {
+        let msg = datasource::ListDatasourcesRequest {
+            connector: 0,
+            page: Some(pulse_proto::common::v1::PageRequest { page_size, page_token: page_token.into() }),
+        };
+        self.call(msg, None, |ch, r| async move { datasource_client(ch).list_datasources(r).await }).await
+    }
+
+    pub async fn update_datasource(
+        &self,
+        req: datasource::UpdateDatasourceRequest,
+        idempotency_key: &str,
+    ) -> Result<datasource::Datasource> {
+        self.call(req, Some(idempotency_key), |ch, r| async move { datasource_client(ch).update_datasource(r).await })
+            .await
+    }
+
+    pub async fn delete_datasource(&self, id: &str) -> Result<datasource::Datasource> {
+        let msg = datasource::DeleteDatasourceRequest { id: id.into() };
+        self.call(msg, Some(""), |ch, r| async move { datasource_client(ch).delete_datasource(r).await }).await
+    }
+
+    pub async fn validate_datasource(&self, id: &str) -> Result<datasource::DatasourceValidation> {
+        let msg = datasource::ValidateDatasourceRequest { id: id.into() };
+        self.call(msg, None, |ch, r| async move { datasource_client(ch).validate_datasource(r).await }).await
+    }
+
+    pub async fn inspect_schema(&self, id: &str, objects: &[String]) -> Result<datasource::InspectSchemaResponse> {
+        let msg = datasource::InspectSchemaRequest { id: id.into(), objects: objects.to_vec() };
+        self.call(msg, None, |ch, r| async move { datasource_client(ch).inspect_schema(r).await }).await
+    }
+
+    pub async fn estimate_size(&self, req: datasource::EstimateSizeRequest) -> Result<datasource::EstimateSizeResponse> {
+        self.call(req, None, |ch, r| async move { datasource_client(ch).estimate_size(r).await }).await
+    }
+
+    // ---- snapshots ---------------------------------------------------------
+
+    pub async fn start_extraction(
+        &self,
+        req: snapshot::StartExtractionRequest,
+        idempotency_key: &str,
+    ) -> Result<snapshot::ExtractionJob> {
+        self.call(req, Some(idempotency_key), |ch, r| async move { snapshot_client(ch).start_extraction(r).await })
+            .await
+    }
+
+    pub async fn get_extraction_job(&self, job_id: &str) -> Result<snapshot::ExtractionJob> {
+        let msg = snapshot::GetExtractionJobRequest { job_id: job_id.into() };
+        self.call(msg, None, |ch, r| async move { snapshot_client(ch).get_extraction_job(r).await }).await
+    }
+
+    /// The job's updates as they happen, until it ends.
+    pub async fn watch_extraction_job(
+        &self,
+        job_id: &str,
+        min_interval: Duration,
+    ) -> Result<pulse_proto::tonic::Streaming<snapshot::ExtractionJob>> {
+        let msg = snapshot::WatchExtractionJobRequest {
+            job_id: job_id.into(),
+            min_interval: prost_types::Duration::try_from(min_interval).ok(),
+        };
+        Ok(snapshot_client(self.channel.clone()).watch_extraction_job(self.request(msg, None)?).await?.into_inner())
+    }
+
+    pub async fn cancel_extraction_job(&self, job_id: &str, reason: &str) -> Result<snapshot::ExtractionJob> {
+        let msg = snapshot::CancelExtractionJobRequest { job_id: job_id.into(), reason: reason.into() };
+        self.call(msg, Some(""), |ch, r| async move { snapshot_client(ch).cancel_extraction_job(r).await }).await
+    }
+
+    pub async fn resume_extraction_job(&self, job_id: &str) -> Result<snapshot::ExtractionJob> {
+        let msg = snapshot::ResumeExtractionJobRequest { job_id: job_id.into() };
+        self.call(msg, Some(""), |ch, r| async move { snapshot_client(ch).resume_extraction_job(r).await }).await
+    }
+
+    pub async fn list_datasets(&self, page_token: &str, page_size: u32) -> Result<snapshot::ListDatasetsResponse> {
+        let msg = snapshot::ListDatasetsRequest {
+            datasource_id: String::new(),
+            page: Some(pulse_proto::common::v1::PageRequest { page_size, page_token: page_token.into() }),
+        };
+        self.call(msg, None, |ch, r| async move { snapshot_client(ch).list_datasets(r).await }).await
+    }
+
+    pub async fn get_dataset(&self, dataset_id: &str) -> Result<snapshot::Dataset> {
+        let msg = snapshot::GetDatasetRequest { dataset_id: dataset_id.into() };
+        self.call(msg, None, |ch, r| async move { snapshot_client(ch).get_dataset(r).await }).await
+    }
+
+    pub async fn list_dataset_versions(&self, dataset_id: &str) -> Result<snapshot::ListDatasetVersionsResponse> {
+        let msg = snapshot::ListDatasetVersionsRequest { dataset_id: dataset_id.into(), ..Default::default() };
+        self.call(msg, None, |ch, r| async move { snapshot_client(ch).list_dataset_versions(r).await }).await
+    }
+
+    pub async fn get_dataset_version(&self, dataset_id: &str, version: u64) -> Result<snapshot::DatasetVersion> {
+        let msg = snapshot::GetDatasetVersionRequest { dataset_id: dataset_id.into(), version };
+        self.call(msg, None, |ch, r| async move { snapshot_client(ch).get_dataset_version(r).await }).await
+    }
+
+    /// A version as one Arrow IPC stream (every chunk's SHA-256 verified by
+    /// the server), with the version read and its SHA-256.
+    pub async fn read_dataset_version(
+        &self,
+        dataset_id: &str,
+        version: u64,
+        columns: &[String],
+        limit: u64,
+    ) -> Result<(pulse_proto::common::v1::DatasetVersionRef, String, Vec<u8>)> {
+        use futures::StreamExt;
+        let msg = snapshot::ReadDatasetVersionRequest {
+            dataset_id: dataset_id.into(),
+            version,
+            columns: columns.to_vec(),
+            chunks: Vec::new(),
+            limit,
+        };
+        let mut stream = snapshot_client(self.channel.clone()).read_dataset_version(self.request(msg, None)?).await?.into_inner();
+        let mut ipc = Vec::new();
+        let mut reference = Default::default();
+        let mut sha = String::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            if chunk.sequence == 0 {
+                reference = chunk.r#ref.clone().unwrap_or_default();
+                sha = chunk.version_sha256.clone();
+            }
+            ipc.extend_from_slice(&chunk.arrow_ipc);
+        }
+        Ok((reference, sha, ipc))
+    }
+
+    pub async fn pin_dataset_version(&self, dataset_id: &str, version: u64, reason: &str) -> Result<snapshot::Dataset> {
+        let msg = snapshot::PinDatasetVersionRequest { dataset_id: dataset_id.into(), version, reason: reason.into() };
+        self.call(msg, Some(""), |ch, r| async move { snapshot_client(ch).pin_dataset_version(r).await }).await
+    }
+
+    pub async fn rollback_dataset(&self, dataset_id: &str, to_version: u64, reason: &str) -> Result<snapshot::Dataset> {
+        let msg = snapshot::RollbackDatasetRequest { dataset_id: dataset_id.into(), to_version, reason: reason.into() };
+        self.call(msg, Some(""), |ch, r| async move { snapshot_client(ch).rollback_dataset(r).await }).await
+    }
+}
+
+fn datasource_client(channel: Channel) -> DatasourceServiceClient<Channel> {
+    DatasourceServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024)
+}
+
+fn snapshot_client(channel: Channel) -> SnapshotServiceClient<Channel> {
+    SnapshotServiceClient::new(channel).max_decoding_message_size(256 * 1024 * 1024)
 }

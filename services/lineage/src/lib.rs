@@ -26,9 +26,13 @@ pub async fn open(platform: &Platform) -> Result<Lineage, PulseError> {
 
 /// The lineage service, ready for a [`pulse_common::host::Server`].
 pub async fn hosted(platform: &Platform) -> Result<Hosted, PulseError> {
-    let lineage = open(platform).await?;
-    Ok(Hosted::new(
-        LineageServiceServer::new(LineageGrpc::new(lineage))
-            .max_decoding_message_size(platform.config.max_message_bytes),
-    ))
+    Ok(hosted_with(open(platform).await?, platform))
+}
+
+/// The lineage service over an opened [`Lineage`] (shared with other
+/// services of the process).
+pub fn hosted_with(lineage: Lineage, platform: &Platform) -> Hosted {
+    Hosted::new(
+        LineageServiceServer::new(LineageGrpc::new(lineage)).max_decoding_message_size(platform.config.max_message_bytes),
+    )
 }

@@ -6,20 +6,46 @@ use anyhow::Context;
 use pulse_common::Config;
 use pulse_common::grpc::pending::Pending;
 use pulse_common::host::{AdminKeySource, Hosted, Platform, Server, shutdown_signal};
-use pulse_proto::{datasource, drift, inference, snapshot, trainer};
+use pulse_proto::{drift, inference, trainer};
 
 use crate::cli::{ServeArgs, ServiceName};
 
-async fn hosted(platform: &Platform, service: ServiceName) -> anyhow::Result<Hosted> {
+/// Domain handles shared by the services of one process, opened once.
+#[derive(Default)]
+struct Opened {
+    datasources: Option<pulse_datasource::Datasources>,
+    lineage: Option<pulse_lineage::Lineage>,
+}
+
+impl Opened {
+    async fn datasources(&mut self, platform: &Platform) -> anyhow::Result<pulse_datasource::Datasources> {
+        if self.datasources.is_none() {
+            self.datasources = Some(pulse_datasource::open(platform).await?);
+        }
+        Ok(self.datasources.clone().expect("opened above"))
+    }
+
+    async fn lineage(&mut self, platform: &Platform) -> anyhow::Result<pulse_lineage::Lineage> {
+        if self.lineage.is_none() {
+            self.lineage = Some(pulse_lineage::open(platform).await?);
+        }
+        Ok(self.lineage.clone().expect("opened above"))
+    }
+}
+
+async fn hosted(platform: &Platform, service: ServiceName, opened: &mut Opened) -> anyhow::Result<Hosted> {
     // Services whose implementation lands later answer UNIMPLEMENTED, saying so.
     type Unused = ();
     Ok(match service {
-        ServiceName::Lineage => pulse_lineage::hosted(platform).await?,
-        ServiceName::Datasource => {
-            Hosted::new(Pending::<datasource::v1::datasource_service_server::DatasourceServiceServer<Unused>>::new())
-        }
+        ServiceName::Lineage => pulse_lineage::hosted_with(opened.lineage(platform).await?, platform),
+        ServiceName::Datasource => pulse_datasource::hosted(opened.datasources(platform).await?, platform),
         ServiceName::Snapshot => {
-            Hosted::new(Pending::<snapshot::v1::snapshot_service_server::SnapshotServiceServer<Unused>>::new())
+            // The snapshot service reads sources through the datasource
+            // registry and records lineage; both live in the shared database.
+            let datasources = opened.datasources(platform).await?;
+            let lineage = opened.lineage(platform).await?;
+            let snapshots = pulse_snapshot::open(platform, datasources, Some(lineage)).await?;
+            pulse_snapshot::hosted(snapshots, platform)
         }
         ServiceName::Trainer => {
             Hosted::new(Pending::<trainer::v1::trainer_service_server::TrainerServiceServer<Unused>>::new())
@@ -53,8 +79,9 @@ pub async fn run(only: Option<ServiceName>, args: ServeArgs) -> anyhow::Result<(
         None => ServiceName::ALL.to_vec(),
     };
     let mut services = Vec::new();
+    let mut opened = Opened::default();
     for name in names {
-        services.push(hosted(&platform, name).await.with_context(|| format!("starting the {name:?} service"))?);
+        services.push(hosted(&platform, name, &mut opened).await.with_context(|| format!("starting the {name:?} service"))?);
     }
     let mut server = Server::bind(&platform, services).await?;
 
