@@ -223,6 +223,8 @@ impl Snapshots {
                 schema_diff(state.schema.as_ref().unwrap_or(&Default::default()), &source_schema)
             ))));
         }
+        // Planning filled in the cursor window and ranges: use the job as stored.
+        let job = self.job(tenant, id).await?;
         let ranges: Vec<usize> = (0..state.ranges.len()).filter(|i| !state.ranges[*i].done).collect();
         let runs = ranges.into_iter().map(|i| self.run_range(tenant, &job, &open, &state, i));
         let results = futures::future::join_all(runs).await;
