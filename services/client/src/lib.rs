@@ -431,6 +431,35 @@ impl Client {
         self.call(msg, Some(""), |ch, r| async move { snapshot_client(ch).pin_dataset_version(r).await }).await
     }
 
+    pub async fn unpin_dataset(&self, dataset_id: &str) -> Result<snapshot::Dataset> {
+        let msg = snapshot::UnpinDatasetRequest { dataset_id: dataset_id.into() };
+        self.call(msg, Some(""), |ch, r| async move { snapshot_client(ch).unpin_dataset(r).await }).await
+    }
+
+    pub async fn set_retention_policy(
+        &self,
+        dataset_id: &str,
+        retention: snapshot::RetentionPolicy,
+    ) -> Result<snapshot::Dataset> {
+        let msg = snapshot::SetRetentionPolicyRequest { dataset_id: dataset_id.into(), retention: Some(retention) };
+        self.call(msg, Some(""), |ch, r| async move { snapshot_client(ch).set_retention_policy(r).await }).await
+    }
+
+    pub async fn add_retention_hold(
+        &self,
+        dataset_id: &str,
+        version: u64,
+        holder: &str,
+        reason: &str,
+    ) -> Result<snapshot::DatasetVersion> {
+        let msg = snapshot::AddRetentionHoldRequest {
+            r#ref: Some(pulse_proto::common::v1::DatasetVersionRef { dataset_id: dataset_id.into(), version }),
+            holder: holder.into(),
+            reason: reason.into(),
+        };
+        self.call(msg, Some(""), |ch, r| async move { snapshot_client(ch).add_retention_hold(r).await }).await
+    }
+
     pub async fn rollback_dataset(&self, dataset_id: &str, to_version: u64, reason: &str) -> Result<snapshot::Dataset> {
         let msg = snapshot::RollbackDatasetRequest { dataset_id: dataset_id.into(), to_version, reason: reason.into() };
         self.call(msg, Some(""), |ch, r| async move { snapshot_client(ch).rollback_dataset(r).await }).await

@@ -236,7 +236,17 @@ impl Datasources {
         let bytes = self.keys.open(&sealed.sealed, format!("{tenant}/{id}").as_bytes())?;
         let spec: pb::ConnectionSpec = prost::Message::decode(bytes.as_slice())
             .map_err(|e| DatasourceError::Precondition(format!("stored connection does not decode: {e}")))?;
-        spec.spec.ok_or_else(|| DatasourceError::Precondition("stored connection is empty".into()))
+        let spec = spec.spec.ok_or_else(|| DatasourceError::Precondition("stored connection is empty".into()))?;
+        // Sealed under a previous master key: re-seal under the current one,
+        // so the old key can be retired. Losing the race to another writer is
+        // fine; the next read tries again.
+        if self.keys.needs_rotation(&sealed.sealed)? {
+            let resealed = self.seal(tenant, id, &spec);
+            if self.records.apply(tenant, vec![Write::update(&record, "", &resealed)]).await? {
+                tracing::info!(tenant, datasource = id, key_id = %resealed.key_id, "re-sealed a datasource secret under the current master key");
+            }
+        }
+        Ok(spec)
     }
 
     pub async fn register(

@@ -290,7 +290,11 @@ async fn a_tampered_chunk_is_data_loss() {
     // Flip bytes of the chunk where the local object store keeps it.
     let path = walk(&sb.platform.config.state_dir)
         .into_iter()
-        .find(|p| p.to_string_lossy().ends_with(&chunk.key))
+        // The data file, not the store's checksum sidecar (under `.pulse…`).
+        .find(|p| {
+            p.to_string_lossy().ends_with(&chunk.key)
+                && !p.components().any(|c| c.as_os_str().to_string_lossy().starts_with(".pulse"))
+        })
         .expect("chunk file on disk");
     let mut bytes = std::fs::read(&path).unwrap();
     let mid = bytes.len() / 2;
@@ -340,5 +344,74 @@ async fn column_subset_and_changed_schema() {
     req.columns = vec!["id".into(), "amount".into()];
     let err = client.start_extraction(req, "").await.unwrap_err();
     assert!(format!("{err}").contains("amount"), "{err}");
+    drop(src);
+}
+
+#[tokio::test]
+async fn pointer_pinning_and_retention() {
+    let sb = sandbox(false).await;
+    let (src, pg) = source(200).await;
+    let client = Client::connect(&sb.endpoint, Some(&sb.tenant_a.1)).await.unwrap();
+    let d = client.register_datasource(register_request("shop", &src.url), "").await.unwrap();
+    let full = || extraction(&d.id, "orders", sn::ExtractionMode::Full);
+    for i in 1..=3 {
+        pg.execute(&format!("UPDATE orders SET customer = 'v{i}' WHERE id = 1"), &[]).await.unwrap();
+        let job = client.start_extraction(full(), "").await.unwrap();
+        assert_eq!(wait(&client, &job.id).await.status, JobStatus::Succeeded as i32);
+    }
+    // A model was trained on version 2: hold it.
+    let held = client.add_retention_hold("orders", 2, "training_job:trn_test", "model fraud v1").await.unwrap();
+    assert_eq!(held.holds.len(), 1);
+    let ds = client.set_retention_policy("orders", sn::RetentionPolicy { keep_last: 1, max_age: None }).await.unwrap();
+    assert_eq!(ds.available_versions, 2);
+    let versions = client.list_dataset_versions("orders").await.unwrap().versions;
+    let state = |v: u64| versions.iter().find(|x| x.version == v).unwrap().state;
+    assert_eq!(state(1), sn::DatasetVersionState::Expired as i32, "beyond keep_last and not held");
+    assert_eq!(state(2), sn::DatasetVersionState::Available as i32, "held by a training job");
+    assert_eq!(state(3), sn::DatasetVersionState::Available as i32, "current");
+    let err = client.read_dataset_version("orders", 1, &[], 0).await.unwrap_err();
+    assert_eq!(code(err), Code::FailedPrecondition);
+    assert_eq!(read_rows(&client, "orders", 2).await[0].1, "v2");
+
+    // Pin version 2: a new version commits but the pointer stays.
+    let pinned = client.pin_dataset_version("orders", 2, "known good").await.unwrap();
+    assert_eq!((pinned.current_version, pinned.current_pinned), (2, true));
+    let job = client.start_extraction(full(), "").await.unwrap();
+    assert_eq!(wait(&client, &job.id).await.status, JobStatus::Succeeded as i32);
+    let ds = client.get_dataset("orders").await.unwrap();
+    assert_eq!((ds.current_version, ds.latest_version), (2, 4));
+    assert_eq!(read_rows(&client, "orders", 0).await[0].1, "v2", "version 0 reads the current version");
+    let unpinned = client.unpin_dataset("orders").await.unwrap();
+    assert_eq!((unpinned.current_version, unpinned.current_pinned), (4, false));
+    // An expired version cannot be pinned.
+    assert_eq!(code(client.pin_dataset_version("orders", 1, "").await.unwrap_err()), Code::FailedPrecondition);
+    drop(src);
+}
+
+#[tokio::test]
+async fn cancel_discards_the_job() {
+    let sb = sandbox(false).await;
+    let (src, _pg) = source(300_000).await;
+    let client = Client::connect(&sb.endpoint, Some(&sb.tenant_a.1)).await.unwrap();
+    let d = client.register_datasource(register_request("shop", &src.url), "").await.unwrap();
+    let mut req = extraction(&d.id, "orders", sn::ExtractionMode::Full);
+    req.chunk_rows = 1000;
+    req.parallelism = 1;
+    let job = client.start_extraction(req, "").await.unwrap();
+    loop {
+        let j = client.get_extraction_job(&job.id).await.unwrap();
+        assert_ne!(j.status, JobStatus::Succeeded as i32, "finished before the cancel");
+        if j.chunks_committed >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    client.cancel_extraction_job(&job.id, "wrong table").await.unwrap();
+    let done = wait(&client, &job.id).await;
+    assert_eq!(done.status, JobStatus::Canceled as i32, "{done:?}");
+    assert!(client.list_dataset_versions("orders").await.unwrap().versions.is_empty());
+    // A finished job cannot be canceled or resumed.
+    assert_eq!(code(client.cancel_extraction_job(&job.id, "").await.unwrap_err()), Code::FailedPrecondition);
+    assert_eq!(code(client.resume_extraction_job(&job.id).await.unwrap_err()), Code::FailedPrecondition);
     drop(src);
 }
