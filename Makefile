@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/pulse-target
 PULSE := $(CARGO_TARGET_DIR)/debug/pulse
 VENV ?= .venv
 
-.PHONY: up build test test-rust test-python bench bench-lineage sdk fmt clippy clean-state
+.PHONY: up build test test-rust test-python bench bench-lineage bench-snapshot sdk fmt clippy clean-state
 
 ## Build and run all six services in one process (state under .pulse/).
 up: build
@@ -31,7 +31,11 @@ sdk:
 	bash scripts/test.sh sdk
 
 ## Benchmarks (results and commands in docs/benchmarks.md).
-bench: bench-lineage
+bench: bench-lineage bench-snapshot
+
+## Extraction of TPC-H lineitem (SF1) vs ConnectorX and raw COPY.
+bench-snapshot:
+	bash scripts/test.sh bench-snapshot
 
 bench-lineage:
 	bash scripts/test.sh bench-lineage

@@ -104,6 +104,19 @@ case "$what" in
   bench-lineage)
     need_cargo; need_postgres
     cargo run --release -p pulse-lineage --example bench_lineage -- "${@:2}" ;;
+  bench-snapshot)
+    need_cargo; need_postgres; need_venv
+    "$VENV/bin/python" -c 'import connectorx, pyarrow' 2>/dev/null \
+      || "$VENV/bin/pip" install --quiet connectorx pyarrow || die "pip could not install connectorx and pyarrow"
+    cargo build --release -p pulse
+    (cd sdk-python && VIRTUAL_ENV="$VENV" "$VENV/bin/maturin" develop --quiet --release)
+    if ! psql "${BENCH_PG_URL:-postgresql://postgres@127.0.0.1:5432/pulse_bench}" -Atc "SELECT 1 FROM lineitem LIMIT 1" >/dev/null 2>&1; then
+      say "creating TPC-H lineitem (SF1, ~6M rows) in database pulse_bench (about a minute)"
+      psql -h 127.0.0.1 -U postgres -d postgres -tc "SELECT 1 FROM pg_database WHERE datname = 'pulse_bench'" | grep -q 1 \
+        || psql -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE pulse_bench"
+      psql -h 127.0.0.1 -U postgres -d pulse_bench -v ON_ERROR_STOP=1 -f bench/snapshot/lineitem.sql
+    fi
+    "$VENV/bin/python" bench/snapshot/bench.py "${@:2}" ;;
   *) die "unknown target $what" ;;
 esac
 say "ok ($what)"

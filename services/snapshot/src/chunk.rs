@@ -18,7 +18,7 @@ const WRITE_SLICE: usize = 8192;
 
 fn properties() -> WriterProperties {
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_created_by("pulse".to_string())
         .set_max_row_group_row_count(Some(1 << 30))
         .set_statistics_enabled(EnabledStatistics::Chunk)

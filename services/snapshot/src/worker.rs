@@ -31,6 +31,15 @@ use crate::stats::StatsAccumulator;
 const POLL: Duration = Duration::from_millis(500);
 const MAX_TRANSIENT_RETRIES: u32 = 5;
 
+/// Runs CPU-bound work (encoding, statistics) so that, on a multi-threaded
+/// runtime, the other tasks of the worker thread move elsewhere meanwhile.
+fn cpu<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -226,10 +235,26 @@ impl Snapshots {
         // Planning filled in the cursor window and ranges: use the job as stored.
         let job = self.job(tenant, id).await?;
         let ranges: Vec<usize> = (0..state.ranges.len()).filter(|i| !state.ranges[*i].done).collect();
-        let runs = ranges.into_iter().map(|i| self.run_range(tenant, &job, &open, &state, i));
-        let results = futures::future::join_all(runs).await;
-        for r in results {
-            r?;
+        // One task per range, so ranges use every core.
+        let tasks: Vec<_> = ranges
+            .into_iter()
+            .map(|i| {
+                let (this, tenant, job, open, state) =
+                    (self.clone(), tenant.to_string(), job.clone(), open.clone(), state.clone());
+                tokio::spawn(async move { this.run_range(&tenant, &job, &open, &state, i).await })
+            })
+            .collect();
+        let mut first_error = None;
+        for t in tasks {
+            let result = t.await.map_err(|e| SnapshotError::Precondition(format!("range task failed: {e}")))?;
+            if let Err(e) = result
+                && first_error.is_none()
+            {
+                first_error = Some(e);
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
         }
         self.commit(tenant, id, &open.datasource).await
     }
@@ -400,12 +425,14 @@ impl Snapshots {
                     batch.schema().fields().iter().map(|f| format!("{}:{}", f.name(), f.data_type())).collect::<Vec<_>>()
                 ))));
             }
-            for (bytes, rows, last) in chunker.push(batch)? {
+            // Encoding is CPU work: let the runtime move other tasks away.
+            let done = cpu(|| chunker.push(batch))?;
+            for (bytes, rows, last) in done {
                 self.commit_chunk(tenant, job, &objects, index, chunk_index, bytes, rows, &last).await?;
                 chunk_index += 1;
             }
         }
-        if let Some((bytes, rows, last)) = chunker.finish()? {
+        if let Some((bytes, rows, last)) = cpu(|| chunker.finish())? {
             self.commit_chunk(tenant, job, &objects, index, chunk_index, bytes, rows, &last).await?;
         }
         self.update_job(tenant, &job.id, false, |job, s| {
@@ -546,7 +573,7 @@ impl Snapshots {
             while let Some(item) = reader.next().await {
                 let (_, batch) = item?;
                 rows += batch.num_rows() as u64;
-                acc.add(&batch);
+                cpu(|| acc.add(&batch));
             }
             manifest.row_count = rows;
             manifest.statistics = acc.finish();
