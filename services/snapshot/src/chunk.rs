@@ -163,3 +163,51 @@ pub fn read_chunk(bytes: Bytes, columns: Option<&[String]>) -> Result<Vec<Record
         None => Ok(batches),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, StringArray};
+    use pulse_proto::common::v1::{Column, DataType, Schema};
+
+    use super::*;
+
+    fn batch(schema: &SchemaRef, from: i64, n: i64) -> RecordBatch {
+        let ids: Vec<i64> = (from..from + n).collect();
+        let names: Vec<String> = ids.iter().map(|i| format!("row-{i}")).collect();
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from(ids)), Arc::new(StringArray::from(names))],
+        )
+        .unwrap()
+    }
+
+    /// The same rows give the same chunk bytes however the source batched
+    /// them: what lets a resumed extraction hash like an uninterrupted one.
+    #[test]
+    fn chunk_bytes_do_not_depend_on_batch_boundaries() {
+        let schema = pulse_datasource::connector::values::arrow_schema(&Schema {
+            columns: vec![
+                Column { name: "id".into(), data_type: DataType::Int as i32, source_type: "bigint".into(), nullable: false, primary_key: true },
+                Column { name: "name".into(), data_type: DataType::String as i32, source_type: "text".into(), nullable: true, primary_key: false },
+            ],
+        });
+        let run = |sizes: &[i64]| {
+            let mut chunker = Chunker::new(schema.clone(), 25_000);
+            let mut out = Vec::new();
+            let mut from = 0;
+            for n in sizes {
+                out.extend(chunker.push(batch(&schema, from, *n)).unwrap().into_iter().map(|(b, rows, _)| (b, rows)));
+                from += n;
+            }
+            out.extend(chunker.finish().unwrap().map(|(b, rows, _)| (b, rows)));
+            out
+        };
+        let a = run(&[60_000]);
+        let b = run(&[1, 9_999, 20_000, 7, 29_993]);
+        assert_eq!(a.iter().map(|c| c.1).collect::<Vec<_>>(), vec![25_000, 25_000, 10_000]);
+        assert_eq!(a, b);
+        assert_eq!(read_chunk(a[2].0.clone(), None).unwrap().iter().map(|b| b.num_rows()).sum::<usize>(), 10_000);
+    }
+}

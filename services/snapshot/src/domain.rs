@@ -132,6 +132,18 @@ pub struct Snapshots {
     pub(crate) worker_id: String,
     pub(crate) lease: Duration,
     pub(crate) wake: Arc<tokio::sync::Notify>,
+    /// Statistics of ranges extracted start to end by this process, so a
+    /// full snapshot need not be read back to compute them.
+    pub(crate) range_stats: Arc<RangeStats>,
+}
+
+#[derive(Default)]
+pub(crate) struct RangeStats(pub std::sync::Mutex<std::collections::HashMap<(String, usize), crate::stats::StatsAccumulator>>);
+
+impl std::fmt::Debug for RangeStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RangeStats")
+    }
 }
 
 impl Snapshots {
@@ -150,6 +162,7 @@ impl Snapshots {
             worker_id: new_id("wrk"),
             lease,
             wake: Arc::new(tokio::sync::Notify::new()),
+            range_stats: Arc::default(),
         }
     }
 

@@ -14,7 +14,7 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType as ArrowType, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use pulse_datasource::connector::values::{logical_type_of, micros_to_proto};
+use pulse_datasource::connector::values::{compare_values, logical_type_of, micros_to_proto};
 use pulse_proto::datasource::v1::Value;
 use pulse_proto::datasource::v1::value::Kind;
 use pulse_proto::snapshot::v1::{CategoryCount, ColumnStatistics, Histogram, Quantile};
@@ -113,12 +113,70 @@ impl ColumnAcc {
     }
 
     fn category(&mut self, v: &str) {
+        if self.categories_overflow {
+            return;
+        }
         if let Some(c) = self.categories.get_mut(v) {
             *c += 1;
         } else if self.categories.len() < MAX_CATEGORIES {
             self.categories.insert(v.to_string(), 1);
         } else {
+            // An identifier-like column: its "top categories" say nothing,
+            // and counting them would cost a hash lookup per row.
             self.categories_overflow = true;
+            self.categories = HashMap::new();
+        }
+    }
+
+    /// Folds the statistics of the rows that follow (in read order) in.
+    fn merge(&mut self, other: ColumnAcc) {
+        self.count += other.count;
+        self.nulls += other.nulls;
+        self.nans += other.nans;
+        if other.n > 0 {
+            let n = self.n + other.n;
+            let delta = other.mean - self.mean;
+            self.mean += delta * other.n as f64 / n as f64;
+            self.m2 += other.m2 + delta * delta * self.n as f64 * other.n as f64 / n as f64;
+            self.n = n;
+        }
+        let (lo, hi) = (self.min_f, self.max_f);
+        self.min_f = self.min_f.min(other.min_f);
+        self.max_f = self.max_f.max(other.max_f);
+        match (&self.min, &other.min) {
+            (None, Some(_)) => self.min = other.min.clone(),
+            (Some(a), Some(b)) if compare_values(b, a).is_lt() => self.min = other.min.clone(),
+            _ => {}
+        }
+        match (&self.max, &other.max) {
+            (None, Some(_)) => self.max = other.max.clone(),
+            (Some(a), Some(b)) if compare_values(b, a).is_gt() => self.max = other.max.clone(),
+            _ => {}
+        }
+        let _ = (lo, hi);
+        // Reservoirs are uniform samples of their rows: keep from each a
+        // share proportional to the rows it stands for.
+        let seen = self.seen + other.seen;
+        if self.sample.len() + other.sample.len() > SAMPLE && seen > 0 {
+            let mine = ((SAMPLE as f64) * self.seen as f64 / seen as f64).round() as usize;
+            self.sample.truncate(mine.min(self.sample.len()));
+            let theirs = SAMPLE - self.sample.len();
+            self.sample.extend(other.sample.into_iter().take(theirs));
+        } else {
+            self.sample.extend(other.sample);
+        }
+        self.seen = seen;
+        if self.categories_overflow || other.categories_overflow {
+            self.categories_overflow = true;
+            self.categories = HashMap::new();
+        } else {
+            for (k, v) in other.categories {
+                *self.categories.entry(k).or_default() += v;
+            }
+            if self.categories.len() > MAX_CATEGORIES {
+                self.categories_overflow = true;
+                self.categories = HashMap::new();
+            }
         }
     }
 
@@ -319,6 +377,13 @@ impl StatsAccumulator {
         }
     }
 
+    /// Folds in the statistics of the rows that follow these.
+    pub fn merge(&mut self, other: StatsAccumulator) {
+        for (a, b) in self.columns.iter_mut().zip(other.columns) {
+            a.merge(b);
+        }
+    }
+
     pub fn finish(self) -> Vec<ColumnStatistics> {
         self.columns.into_iter().map(ColumnAcc::finish).collect()
     }
@@ -364,5 +429,30 @@ mod tests {
         let f = &stats[2];
         assert_eq!((f.nan_count, f.mean), (1, Some(3.0)));
         assert!(!x.approximate);
+    }
+
+    #[test]
+    fn merged_statistics_equal_one_pass() {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", ArrowType::Int64, true)]));
+        let batch = |v: Vec<Option<i64>>| {
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(v))]).unwrap()
+        };
+        let (a, b) = (batch(vec![Some(5), Some(-2), None]), batch(vec![Some(9), Some(1)]));
+        let mut one = StatsAccumulator::new(&schema);
+        one.add(&a);
+        one.add(&b);
+        let one = one.finish();
+        let mut left = StatsAccumulator::new(&schema);
+        left.add(&a);
+        let mut right = StatsAccumulator::new(&schema);
+        right.add(&b);
+        left.merge(right);
+        let merged = left.finish();
+        assert_eq!((merged[0].count, merged[0].null_count), (one[0].count, one[0].null_count));
+        assert!((merged[0].mean.unwrap() - one[0].mean.unwrap()).abs() < 1e-12);
+        assert!((merged[0].std.unwrap() - one[0].std.unwrap()).abs() < 1e-12);
+        assert_eq!(merged[0].min, one[0].min);
+        assert_eq!(merged[0].max, one[0].max);
+        assert_eq!(merged[0].quantiles, one[0].quantiles);
     }
 }

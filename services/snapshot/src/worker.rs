@@ -416,6 +416,8 @@ impl Snapshots {
         let mut chunker = Chunker::new(schema.clone(), chunk_rows);
         let objects = self.tenant_objects(tenant)?;
         let mut chunk_index = committed;
+        // Statistics on the way, when this attempt reads the whole range.
+        let mut stats = (committed == 0).then(|| StatsAccumulator::new(&schema));
         while let Some(batch) = stream.next().await {
             let batch = batch?;
             if batch.schema().fields() != schema.fields() {
@@ -426,7 +428,12 @@ impl Snapshots {
                 ))));
             }
             // Encoding is CPU work: let the runtime move other tasks away.
-            let done = cpu(|| chunker.push(batch))?;
+            let done = cpu(|| {
+                if let Some(acc) = &mut stats {
+                    acc.add(&batch);
+                }
+                chunker.push(batch)
+            })?;
             for (bytes, rows, last) in done {
                 self.commit_chunk(tenant, job, &objects, index, chunk_index, bytes, rows, &last).await?;
                 chunk_index += 1;
@@ -434,6 +441,9 @@ impl Snapshots {
         }
         if let Some((bytes, rows, last)) = cpu(|| chunker.finish())? {
             self.commit_chunk(tenant, job, &objects, index, chunk_index, bytes, rows, &last).await?;
+        }
+        if let Some(acc) = stats {
+            self.range_stats.0.lock().unwrap_or_else(|p| p.into_inner()).insert((job.id.clone(), index), acc);
         }
         self.update_job(tenant, &job.id, false, |job, s| {
             s.ranges[index].done = true;
@@ -564,17 +574,23 @@ impl Snapshots {
                 statistics: Vec::new(),
                 committed_at: None,
             };
-            // Statistics and the row count over the rows as read back: this
-            // also proves every chunk reads and matches its digest.
-            let mut acc = StatsAccumulator::new(&arrow_schema(&schema));
-            let mut rows = 0u64;
-            let reader = read_version(objects.clone(), manifest.clone(), Vec::new(), Vec::new(), None);
-            futures::pin_mut!(reader);
-            while let Some(item) = reader.next().await {
-                let (_, batch) = item?;
-                rows += batch.num_rows() as u64;
-                cpu(|| acc.add(&batch));
-            }
+            let (acc, rows) = match self.streamed_stats(&job.id, &state) {
+                Some(acc) => (acc, manifest.chunks.iter().map(|c| c.rows).sum()),
+                None => {
+                    // Resumed, or merged onto a base version: statistics and
+                    // the row count over the rows as read back.
+                    let mut acc = StatsAccumulator::new(&arrow_schema(&schema));
+                    let mut rows = 0u64;
+                    let reader = read_version(objects.clone(), manifest.clone(), Vec::new(), Vec::new(), None);
+                    futures::pin_mut!(reader);
+                    while let Some(item) = reader.next().await {
+                        let (_, batch) = item?;
+                        rows += batch.num_rows() as u64;
+                        cpu(|| acc.add(&batch));
+                    }
+                    (acc, rows)
+                }
+            };
             manifest.row_count = rows;
             manifest.statistics = acc.finish();
             let now = to_proto(now_millis());
@@ -657,6 +673,23 @@ impl Snapshots {
             let _ = DATASET;
             return Ok(());
         }
+    }
+
+    /// The statistics gathered while every range of a full extraction was
+    /// read by this process, merged in range order; `None` otherwise.
+    fn streamed_stats(&self, job_id: &str, state: &JobState) -> Option<StatsAccumulator> {
+        let mut map = self.range_stats.0.lock().unwrap_or_else(|p| p.into_inner());
+        let complete = state.base_version == 0 && (0..state.ranges.len()).all(|i| map.contains_key(&(job_id.to_string(), i)));
+        let parts: Vec<_> = (0..state.ranges.len()).filter_map(|i| map.remove(&(job_id.to_string(), i))).collect();
+        if !complete {
+            return None;
+        }
+        let mut parts = parts.into_iter();
+        let mut acc = parts.next()?;
+        for p in parts {
+            acc.merge(p);
+        }
+        Some(acc)
     }
 
     async fn record_lineage(

@@ -607,11 +607,29 @@ impl Connector for PostgresConnector {
             }
             let (clause, _) = f.into_parts();
             let c = PgLiterals.quote(column);
+            let client = self.connect(METADATA_TIMEOUT.max(self.settings.statement_timeout)).await?;
+            // Split points of a large table come from a block sample: sorting
+            // every row to balance ranges would cost more than it saves.
+            let mut sampled = from.clone();
+            if let ObjectName::Table { .. } = object {
+                let canonical = object.qualified("public").canonical();
+                let rows: f64 = client
+                    .query_one(
+                        "SELECT coalesce((SELECT reltuples::float8 FROM pg_class WHERE oid = to_regclass($1)), -1)",
+                        &[&quote_ident_path(&canonical)],
+                    )
+                    .await
+                    .map(|r| r.get(0))
+                    .unwrap_or(-1.0);
+                if rows > 500_000.0 {
+                    let percent = (100.0 * 200_000.0 / rows).clamp(0.1, 100.0);
+                    sampled = format!("{from} TABLESAMPLE SYSTEM ({percent:.3}) REPEATABLE (42)");
+                }
+            }
             let q = format!(
-                "SELECT unnest(percentile_disc(ARRAY[{}]::float8[]) WITHIN GROUP (ORDER BY {c})) FROM {from}{clause}",
+                "SELECT unnest(percentile_disc(ARRAY[{}]::float8[]) WITHIN GROUP (ORDER BY {c})) FROM {sampled}{clause}",
                 fractions.join(", ")
             );
-            let client = self.connect(METADATA_TIMEOUT.max(self.settings.statement_timeout)).await?;
             let rows = client.query(&q, &[]).await.map_err(|e| self.source_error(&e))?;
             for r in &rows {
                 let v = read_value(r, 0)?;
@@ -628,8 +646,10 @@ impl Connector for PostgresConnector {
     }
 
     async fn stream(&self, object: &ObjectName, spec: ReadSpec) -> Result<BatchStream, DatasourceError> {
-        let client = self.connect(spec.statement_timeout).await?;
-        let obj = self.describe_object(&client, object).await?;
+        let obj = {
+            let meta = self.connect(METADATA_TIMEOUT).await?;
+            self.describe_object(&meta, object).await?
+        };
         let logical = Schema { columns: obj.columns.iter().map(|c| c.column.clone()).collect() };
         let wanted = project(&logical, &spec.columns, "columns")?;
         let cols: Vec<PgColumn> = wanted
@@ -654,18 +674,35 @@ impl Connector for PostgresConnector {
         let decodes: Vec<Decode> = cols.iter().map(|c| c.decode).collect();
         let batch_rows = spec.batch_rows.max(1);
         let endpoint = self.endpoint();
+        let config = self.config.clone();
+        let timeout_ms = spec.statement_timeout.as_millis().max(1);
         let stream = async_stream::try_stream! {
-            client
-                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                .await
-                .map_err(|e| pg_read_error(&endpoint, &e))?;
-            let copy = client
-                .copy_out(&format!("COPY ({}) TO STDOUT (FORMAT binary)", st.sql))
+            // The connection is polled by this task, not a spawned one: COPY
+            // sends a message per row, and waking another thread for each
+            // costs more than decoding it.
+            let (client, connection) = config.connect(NoTls).await.map_err(|e| pg_read_error(&endpoint, &e))?;
+            let mut connection = Box::pin(connection);
+            let setup = format!(
+                "SET statement_timeout = {timeout_ms}; SET TimeZone = 'UTC'; SET standard_conforming_strings = on; \
+                 BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+            );
+            drive(client.batch_execute(&setup), &mut connection).await.map_err(|e| pg_read_error(&endpoint, &e))?;
+            let copy = drive(client.copy_out(&format!("COPY ({}) TO STDOUT (FORMAT binary)", st.sql)), &mut connection)
                 .await
                 .map_err(|e| pg_read_error(&endpoint, &e))?;
             futures::pin_mut!(copy);
             let mut decoder = CopyDecoder::new(schema.clone(), decodes, batch_rows);
-            while let Some(chunk) = copy.next().await {
+            let mut connection_done = false;
+            loop {
+                let chunk = tokio::select! {
+                    biased;
+                    chunk = copy.next() => chunk,
+                    _ = &mut connection, if !connection_done => {
+                        connection_done = true;
+                        continue;
+                    }
+                };
+                let Some(chunk) = chunk else { break };
                 let chunk = chunk.map_err(|e| pg_read_error(&endpoint, &e))?;
                 decoder.push(&chunk);
                 while let Some(batch) = decoder.next_batch()? {
@@ -675,9 +712,24 @@ impl Connector for PostgresConnector {
             if let Some(batch) = decoder.finish()? {
                 yield batch;
             }
-            client.batch_execute("COMMIT").await.map_err(|e| pg_read_error(&endpoint, &e))?;
+            drive(client.batch_execute("COMMIT"), &mut connection).await.map_err(|e| pg_read_error(&endpoint, &e))?;
         };
         Ok(Box::pin(stream))
+    }
+}
+
+/// Runs `fut` while polling the connection on the same task.
+async fn drive<F, C>(fut: F, connection: &mut std::pin::Pin<Box<C>>) -> F::Output
+where
+    F: std::future::Future,
+    C: std::future::Future<Output = Result<(), tokio_postgres::Error>>,
+{
+    futures::pin_mut!(fut);
+    tokio::select! {
+        biased;
+        out = &mut fut => out,
+        // The connection ended: the client's calls now fail on their own.
+        _ = connection.as_mut() => fut.await,
     }
 }
 

@@ -27,6 +27,9 @@ use pulse_proto::datasource::v1::value::Kind;
 
 use crate::error::DatasourceError;
 
+/// Field metadata key holding `type;pk;source type`.
+pub const META_KEY: &str = "pulse";
+
 /// The largest decimal precision Arrow's Decimal128 holds.
 pub const MAX_DECIMAL_PRECISION: u8 = 38;
 
@@ -64,12 +67,13 @@ pub fn arrow_schema(schema: &Schema) -> SchemaRef {
             .columns
             .iter()
             .map(|c| {
+                // One key, so the serialized schema (and the Parquet bytes
+                // that embed it) never depends on hash-map order.
                 let mut meta = std::collections::HashMap::new();
-                meta.insert("pulse.data_type".to_string(), data_type_name(c.data_type).to_string());
-                meta.insert("pulse.source_type".to_string(), c.source_type.clone());
-                if c.primary_key {
-                    meta.insert("pulse.primary_key".to_string(), "true".to_string());
-                }
+                meta.insert(
+                    META_KEY.to_string(),
+                    format!("{};{};{}", data_type_name(c.data_type), if c.primary_key { "pk" } else { "" }, c.source_type),
+                );
                 Field::new(&c.name, arrow_type(c), c.nullable).with_metadata(meta)
             })
             .collect::<Vec<_>>(),
@@ -84,17 +88,18 @@ pub fn logical_schema(schema: &ArrowSchema) -> Schema {
             .fields()
             .iter()
             .map(|f| {
-                let meta = f.metadata();
-                let data_type = meta
-                    .get("pulse.data_type")
-                    .and_then(|n| data_type_from_name(n))
-                    .unwrap_or_else(|| logical_type_of(f.data_type()));
+                let meta = f.metadata().get(META_KEY).map(|m| {
+                    let mut parts = m.splitn(3, ';');
+                    let (t, pk, source) = (parts.next(), parts.next(), parts.next());
+                    (t.and_then(data_type_from_name), pk == Some("pk"), source.unwrap_or("").to_string())
+                });
+                let data_type = meta.as_ref().and_then(|m| m.0).unwrap_or_else(|| logical_type_of(f.data_type()));
                 Column {
                     name: f.name().clone(),
                     data_type: data_type as i32,
-                    source_type: meta.get("pulse.source_type").cloned().unwrap_or_else(|| f.data_type().to_string()),
+                    source_type: meta.as_ref().map(|m| m.2.clone()).unwrap_or_else(|| f.data_type().to_string()),
                     nullable: f.is_nullable(),
-                    primary_key: meta.get("pulse.primary_key").is_some_and(|v| v == "true"),
+                    primary_key: meta.as_ref().is_some_and(|m| m.1),
                 }
             })
             .collect(),
