@@ -109,7 +109,7 @@ case "$what" in
     "$VENV/bin/python" -c 'import connectorx, pyarrow' 2>/dev/null \
       || "$VENV/bin/pip" install --quiet connectorx pyarrow || die "pip could not install connectorx and pyarrow"
     cargo build --release -p pulse
-    (cd sdk-python && VIRTUAL_ENV="$VENV" "$VENV/bin/maturin" develop --quiet --release)
+    cargo build --release -p pulse-snapshot --example bench_extract
     if ! psql "${BENCH_PG_URL:-postgresql://postgres@127.0.0.1:5432/pulse_bench}" -Atc "SELECT 1 FROM lineitem LIMIT 1" >/dev/null 2>&1; then
       say "creating TPC-H lineitem (SF1, ~6M rows) in database pulse_bench (about a minute)"
       psql -h 127.0.0.1 -U postgres -d postgres -tc "SELECT 1 FROM pg_database WHERE datname = 'pulse_bench'" | grep -q 1 \

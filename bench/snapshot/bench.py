@@ -8,8 +8,8 @@ after the other on the same machine:
   cx→arrow      ConnectorX `read_sql(..., return_type="arrow")`
   cx→parquet    ConnectorX to Arrow, then pyarrow writes Parquet (zstd)
   pulse         a committed Pulse snapshot (Parquet zstd chunks on local
-                object storage, hashed, with column statistics), through
-                `pulse up` and the Python SDK
+                object storage, hashed, with column statistics), through a
+                fresh `pulse up` (release build) driven over gRPC
 
 each at the same parallelism, and reports rows/s, peak memory and the ratios
 the issue sets as goals. With --mysql it does the same against MariaDB.
@@ -129,26 +129,20 @@ class PulseServer:
         self.proc.wait(timeout=30)
 
 
-def pulse_snapshot(binary: Path, kind: str, dsn: str, parallelism: int, dataset: str) -> tuple[float, int, dict]:
-    import pulse
-
+def pulse_snapshot(binary: Path, driver: Path, kind: str, dsn: str, parallelism: int) -> tuple[float, int, dict]:
+    """A snapshot through a fresh `pulse up`: registered, extracted, committed."""
     with tempfile.TemporaryDirectory() as tmp:
         server = PulseServer(binary, Path(tmp))
         try:
-            c = pulse.connect(server.endpoint, server.key)
-            ds = c.register_datasource("bench", kind=kind, dsn=dsn, allowed_tables=[TABLE])
-            start = time.perf_counter()
-            job = c.create_snapshot(
-                ds.id, source=TABLE, dataset=dataset, parallelism=parallelism,
-                primary_key=["l_orderkey", "l_linenumber"], partition_column="l_orderkey",
-            )
-            version = job.wait(progress=False)
-            elapsed = time.perf_counter() - start
+            out = subprocess.run(
+                [str(driver), server.endpoint, server.key, kind, dsn, TABLE, str(parallelism),
+                 "l_orderkey", "l_orderkey,l_linenumber"],
+                capture_output=True, text=True, check=True,
+            ).stdout.split()
             peak = server.peak_rss()
-            info = {"rows": version.rows, "bytes": version.bytes, "sha256": version.sha256}
         finally:
             server.stop()
-    return elapsed, peak, info
+    return float(out[0]), peak, {"rows": int(out[1]), "bytes": int(out[2]), "sha256": out[3]}
 
 
 def mib(n: int) -> str:
@@ -178,8 +172,11 @@ def main() -> None:
     args = ap.parse_args()
     target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
     binary = Path(args.pulse_bin) if args.pulse_bin else target / "release" / "pulse"
-    if not binary.exists():
-        sys.exit(f"{binary} is missing: build it with `cargo build --release -p pulse`")
+    driver = target / "release" / "examples" / "bench_extract"
+    for b in (binary, driver):
+        if not b.exists():
+            sys.exit(f"{b} is missing: build with `cargo build --release -p pulse` and "
+                     "`cargo build --release -p pulse-snapshot --example bench_extract`")
     n = args.parallelism
 
     rows = count_rows(PG_URL)
@@ -191,7 +188,7 @@ def main() -> None:
         results["cx→parquet"] = cx_arrow(PG_URL, n, os.path.join(out, "lineitem.parquet"))
     finally:
         shutil.rmtree(out)
-    secs, peak, info = pulse_snapshot(binary, "postgres", PG_URL.replace("postgresql://", "postgres://"), n, "lineitem")
+    secs, peak, info = pulse_snapshot(binary, driver, "postgres", PG_URL.replace("postgresql://", "postgres://"), n)
     assert info["rows"] == rows, info
     results["pulse"] = (secs, peak)
     report(f"PostgreSQL lineitem, parallelism {n}", rows, results)
@@ -204,7 +201,7 @@ def main() -> None:
             results["cx→parquet"] = cx_arrow(MYSQL_URL, n, os.path.join(out, "lineitem.parquet"))
         finally:
             shutil.rmtree(out)
-        secs, peak, info = pulse_snapshot(binary, "mysql", MYSQL_URL, n, "lineitem_mysql")
+        secs, peak, info = pulse_snapshot(binary, driver, "mysql", MYSQL_URL, n)
         assert info["rows"] == rows, info
         results["pulse"] = (secs, peak)
         report(f"MariaDB lineitem, parallelism {n}", rows, results)

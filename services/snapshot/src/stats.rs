@@ -53,8 +53,20 @@ struct ColumnAcc {
     sample: Vec<f64>,
     seen: u64,
     rng: StdRng,
-    categories: HashMap<String, u64>,
+    /// Algorithm L state: the next offered value to sample, and its weight.
+    next: u64,
+    w: f64,
+    buf: Vec<f64>,
+    categories: Categories,
     categories_overflow: bool,
+}
+
+type Categories = HashMap<String, u64, ahash::RandomState>;
+
+/// Fixed seeds: hashing never affects results, but deterministic builds
+/// make profiles comparable.
+fn categories() -> Categories {
+    HashMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4))
 }
 
 impl ColumnAcc {
@@ -82,34 +94,64 @@ impl ColumnAcc {
             sample: Vec::new(),
             seen: 0,
             rng: StdRng::seed_from_u64(0x5eed_0000 + index as u64),
-            categories: HashMap::new(),
+            next: 0,
+            w: 1.0,
+            buf: Vec::new(),
+            categories: categories(),
             categories_overflow: false,
         }
     }
 
-    fn numeric(&mut self, x: f64) {
-        if x.is_nan() {
-            self.nans += 1;
-            return;
-        }
-        if !x.is_finite() {
-            return;
-        }
-        self.n += 1;
-        let delta = x - self.mean;
-        self.mean += delta / self.n as f64;
-        self.m2 += delta * (x - self.mean);
-        self.min_f = self.min_f.min(x);
-        self.max_f = self.max_f.max(x);
-        self.seen += 1;
-        if self.sample.len() < SAMPLE {
-            self.sample.push(x);
-        } else {
-            let j = self.rng.random_range(0..self.seen);
-            if (j as usize) < SAMPLE {
-                self.sample[j as usize] = x;
+    fn uniform(&mut self) -> f64 {
+        1.0 - self.rng.random::<f64>()
+    }
+
+    fn skip(&mut self) -> u64 {
+        let u = self.uniform();
+        (u.ln() / (1.0 - self.w).ln()).floor().max(0.0) as u64
+    }
+
+    /// Folds in a batch of finite values: moments (Chan's parallel
+    /// update), range, and a reservoir sample (Algorithm L: one random draw
+    /// per replacement, not per value).
+    fn numeric_batch(&mut self) {
+        let xs = std::mem::take(&mut self.buf);
+        if !xs.is_empty() {
+            let n = xs.len() as u64;
+            let mean = xs.iter().sum::<f64>() / n as f64;
+            let m2: f64 = xs.iter().map(|x| (x - mean) * (x - mean)).sum();
+            let (lo, hi) = xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(*x), b.max(*x)));
+            let total = self.n + n;
+            let delta = mean - self.mean;
+            self.mean += delta * n as f64 / total as f64;
+            self.m2 += m2 + delta * delta * self.n as f64 * n as f64 / total as f64;
+            self.n = total;
+            self.min_f = self.min_f.min(lo);
+            self.max_f = self.max_f.max(hi);
+
+            let mut start = 0;
+            while self.sample.len() < SAMPLE && start < xs.len() {
+                self.sample.push(xs[start]);
+                start += 1;
+                self.seen += 1;
+                if self.sample.len() == SAMPLE {
+                    self.w = (self.uniform().ln() / SAMPLE as f64).exp();
+                    self.next = self.seen + self.skip();
+                }
             }
+            let first = self.seen;
+            let end = first + (xs.len() - start) as u64;
+            while self.sample.len() == SAMPLE && self.next < end {
+                let x = xs[start + (self.next - first) as usize];
+                let slot = self.rng.random_range(0..SAMPLE);
+                self.sample[slot] = x;
+                self.w *= (self.uniform().ln() / SAMPLE as f64).exp();
+                self.next += self.skip() + 1;
+            }
+            self.seen = end;
         }
+        self.buf = xs;
+        self.buf.clear();
     }
 
     fn category(&mut self, v: &str) {
@@ -124,7 +166,7 @@ impl ColumnAcc {
             // An identifier-like column: its "top categories" say nothing,
             // and counting them would cost a hash lookup per row.
             self.categories_overflow = true;
-            self.categories = HashMap::new();
+            self.categories = categories();
         }
     }
 
@@ -168,27 +210,15 @@ impl ColumnAcc {
         self.seen = seen;
         if self.categories_overflow || other.categories_overflow {
             self.categories_overflow = true;
-            self.categories = HashMap::new();
+            self.categories = categories();
         } else {
             for (k, v) in other.categories {
                 *self.categories.entry(k).or_default() += v;
             }
             if self.categories.len() > MAX_CATEGORIES {
                 self.categories_overflow = true;
-                self.categories = HashMap::new();
+                self.categories = categories();
             }
-        }
-    }
-
-    fn ordered(&mut self, v: i64, make: fn(i64) -> Kind) {
-        let x = v as f64;
-        if x < self.min_f {
-            self.min_f = x;
-            self.min = Some(Value { kind: Some(make(v)) });
-        }
-        if x > self.max_f {
-            self.max_f = x;
-            self.max = Some(Value { kind: Some(make(v)) });
         }
     }
 
@@ -199,88 +229,103 @@ impl ColumnAcc {
         match &self.data_type {
             ArrowType::Int64 => {
                 if let Some(a) = any.downcast_ref::<Int64Array>() {
-                    for v in a.iter().flatten() {
-                        self.numeric(v as f64);
-                        if self.min.as_ref().is_none_or(|m| matches!(m.kind, Some(Kind::IntValue(x)) if v < x)) {
-                            self.min = Some(Value { kind: Some(Kind::IntValue(v)) });
-                        }
-                        if self.max.as_ref().is_none_or(|m| matches!(m.kind, Some(Kind::IntValue(x)) if v > x)) {
-                            self.max = Some(Value { kind: Some(Kind::IntValue(v)) });
-                        }
+                    self.buf.extend(a.iter().flatten().map(|v| v as f64));
+                    self.numeric_batch();
+                    if let (Some(lo), Some(hi)) = (arrow::compute::min(a), arrow::compute::max(a)) {
+                        self.extremes(Value { kind: Some(Kind::IntValue(lo)) }, Value { kind: Some(Kind::IntValue(hi)) });
                     }
                 }
             }
             ArrowType::Float64 => {
                 if let Some(a) = any.downcast_ref::<Float64Array>() {
                     for v in a.iter().flatten() {
-                        self.numeric(v);
+                        if v.is_nan() {
+                            self.nans += 1;
+                        } else if v.is_finite() {
+                            self.buf.push(v);
+                        }
                     }
+                    self.numeric_batch();
                 }
             }
             ArrowType::Decimal128(_, scale) => {
                 let div = 10f64.powi(i32::from(*scale));
                 if let Some(a) = any.downcast_ref::<Decimal128Array>() {
-                    for i in 0..a.len() {
-                        if a.is_valid(i) {
-                            let raw = a.value(i);
-                            let x = raw as f64 / div;
-                            let before = (self.min_f, self.max_f);
-                            self.numeric(x);
-                            if x < before.0 {
-                                self.min = Some(Value { kind: Some(Kind::DecimalValue(a.value_as_string(i))) });
-                            }
-                            if x > before.1 {
-                                self.max = Some(Value { kind: Some(Kind::DecimalValue(a.value_as_string(i))) });
-                            }
-                        }
+                    self.buf.extend(a.iter().flatten().map(|raw| raw as f64 / div));
+                    self.numeric_batch();
+                    if let (Some(lo), Some(hi)) = (arrow::compute::min(a), arrow::compute::max(a)) {
+                        let text = |v: i128| {
+                            Decimal128Array::from(vec![v])
+                                .with_precision_and_scale(a.precision(), a.scale())
+                                .map(|d| d.value_as_string(0))
+                                .unwrap_or_default()
+                        };
+                        self.extremes(
+                            Value { kind: Some(Kind::DecimalValue(text(lo))) },
+                            Value { kind: Some(Kind::DecimalValue(text(hi))) },
+                        );
                     }
                 }
             }
             ArrowType::Utf8 => {
                 if let Some(a) = any.downcast_ref::<StringArray>() {
-                    for v in a.iter().flatten() {
-                        self.category(v);
-                        if self.min.as_ref().is_none_or(|m| matches!(&m.kind, Some(Kind::StringValue(x)) if v < x.as_str())) {
-                            self.min = Some(Value { kind: Some(Kind::StringValue(v.to_string())) });
+                    if !self.categories_overflow {
+                        for v in a.iter().flatten() {
+                            self.category(v);
                         }
-                        if self.max.as_ref().is_none_or(|m| matches!(&m.kind, Some(Kind::StringValue(x)) if v > x.as_str())) {
-                            self.max = Some(Value { kind: Some(Kind::StringValue(v.to_string())) });
-                        }
+                    }
+                    if let (Some(lo), Some(hi)) = (arrow::compute::min_string(a), arrow::compute::max_string(a)) {
+                        self.extremes(
+                            Value { kind: Some(Kind::StringValue(lo.to_string())) },
+                            Value { kind: Some(Kind::StringValue(hi.to_string())) },
+                        );
                     }
                 }
             }
             ArrowType::Boolean => {
                 if let Some(a) = any.downcast_ref::<BooleanArray>() {
-                    for v in a.iter().flatten() {
-                        self.category(if v { "true" } else { "false" });
-                        let k = |b| Value { kind: Some(Kind::BoolValue(b)) };
-                        if self.min.as_ref().is_none_or(|m| matches!(m.kind, Some(Kind::BoolValue(true))) && !v) {
-                            self.min = Some(k(v));
+                    let trues = a.true_count() as u64;
+                    let falses = (a.len() - a.null_count()) as u64 - trues;
+                    for (value, n) in [("true", trues), ("false", falses)] {
+                        if n > 0 {
+                            *self.categories.entry(value.to_string()).or_default() += n;
                         }
-                        if self.max.as_ref().is_none_or(|m| matches!(m.kind, Some(Kind::BoolValue(false))) && v) {
-                            self.max = Some(k(v));
-                        }
+                    }
+                    let k = |b| Value { kind: Some(Kind::BoolValue(b)) };
+                    if a.len() > a.null_count() {
+                        self.extremes(k(falses == 0), k(trues > 0));
                     }
                 }
             }
             ArrowType::Date32 => {
-                if let Some(a) = any.downcast_ref::<Date32Array>() {
-                    for v in a.iter().flatten() {
-                        self.ordered(i64::from(v), |d| {
-                            let date = chrono::DateTime::from_timestamp(d * 86_400, 0).unwrap_or_default().date_naive();
-                            Kind::DateValue(date.format("%Y-%m-%d").to_string())
-                        });
-                    }
+                if let Some(a) = any.downcast_ref::<Date32Array>()
+                    && let (Some(lo), Some(hi)) = (arrow::compute::min(a), arrow::compute::max(a))
+                {
+                    let date = |d: i32| {
+                        let day = chrono::DateTime::from_timestamp(i64::from(d) * 86_400, 0).unwrap_or_default().date_naive();
+                        Value { kind: Some(Kind::DateValue(day.format("%Y-%m-%d").to_string())) }
+                    };
+                    self.extremes(date(lo), date(hi));
                 }
             }
             ArrowType::Timestamp(TimeUnit::Microsecond, _) => {
-                if let Some(a) = any.downcast_ref::<TimestampMicrosecondArray>() {
-                    for v in a.iter().flatten() {
-                        self.ordered(v, |us| Kind::TimestampValue(micros_to_proto(us)));
-                    }
+                if let Some(a) = any.downcast_ref::<TimestampMicrosecondArray>()
+                    && let (Some(lo), Some(hi)) = (arrow::compute::min(a), arrow::compute::max(a))
+                {
+                    let ts = |us| Value { kind: Some(Kind::TimestampValue(micros_to_proto(us))) };
+                    self.extremes(ts(lo), ts(hi));
                 }
             }
             _ => {}
+        }
+    }
+
+    fn extremes(&mut self, lo: Value, hi: Value) {
+        if self.min.as_ref().is_none_or(|m| compare_values(&lo, m).is_lt()) {
+            self.min = Some(lo);
+        }
+        if self.max.as_ref().is_none_or(|m| compare_values(&hi, m).is_gt()) {
+            self.max = Some(hi);
         }
     }
 
@@ -329,7 +374,7 @@ impl ColumnAcc {
                 }
                 // Integer columns with few values are categories too.
                 if matches!(self.data_type, ArrowType::Int64) && self.n > 0 && self.max_f - self.min_f < 50.0 {
-                    let mut counts: HashMap<String, u64> = HashMap::new();
+                    let mut counts = categories();
                     for x in &self.sample {
                         *counts.entry(format!("{}", *x as i64)).or_default() += 1;
                     }

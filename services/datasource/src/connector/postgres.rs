@@ -843,6 +843,17 @@ fn numeric_parts(b: &[u8]) -> Result<(i16, i16, u16, Vec<i16>), DatasourceError>
     Ok((ndigits, weight, sign, digits))
 }
 
+/// 10^0 ..= 10^38, the powers a Decimal128 can hold.
+const POW10: [i128; 39] = {
+    let mut t = [1i128; 39];
+    let mut i = 1;
+    while i < 39 {
+        t[i] = t[i - 1] * 10;
+        i += 1;
+    }
+    t
+};
+
 /// A numeric as an integer scaled by 10^scale (Decimal128's representation).
 fn numeric_to_i128(b: &[u8], scale: i8) -> Result<i128, DatasourceError> {
     let (_, weight, sign, digits) = numeric_parts(b)?;
@@ -853,11 +864,11 @@ fn numeric_to_i128(b: &[u8], scale: i8) -> Result<i128, DatasourceError> {
     for (i, d) in digits.iter().enumerate() {
         // Decimal exponent of this base-10000 digit, shifted by the scale.
         let exp = 4 * (i32::from(weight) - i as i32) + i32::from(scale);
-        let d = i128::from(*d);
         let term = if exp >= 0 {
-            10i128.checked_pow(exp as u32).and_then(|p| d.checked_mul(p))
+            POW10.get(exp as usize).and_then(|p| i128::from(*d).checked_mul(*p))
         } else if exp > -4 {
-            Some(d / 10i128.pow((-exp) as u32))
+            // Digits past the declared scale are zero in a typed numeric.
+            Some(i128::from(*d / [1i16, 10, 100, 1000][(-exp) as usize]))
         } else {
             Some(0)
         };
