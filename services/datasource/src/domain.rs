@@ -19,7 +19,7 @@ use pulse_proto::datasource::v1::connection_view::View;
 use pulse_proto::datasource::v1::{ConnectorKind, Value};
 
 use crate::connector::postgres::PostgresConnector;
-// PENDING-HELPERS: use crate::connector::files::FileConnector;
+use crate::connector::files::FileConnector;
 // PENDING-HELPERS: use crate::connector::mysql::MysqlConnector;
 // PENDING-HELPERS: use crate::connector::sqlserver::SqlServerConnector;
 use crate::connector::values::check_value_for;
@@ -264,6 +264,13 @@ impl Datasources {
         }
         let labels: BTreeMap<String, String> = req.labels.into_iter().collect();
         labels_checked(&labels)?;
+        if let Spec::ObjectStorage(o) = &spec
+            && o.uri.starts_with("file://")
+        {
+            // Outside the server's file roots: refused now, not at first read.
+            let settings = FileSettings { uri: o.uri.clone(), ..Default::default() };
+            FileConnector::new(settings, self.file_roots.clone()).await?;
+        }
         let id = new_id("dsrc");
         let now = to_proto(now_millis());
         let sealed = self.seal(tenant, &id, &spec);
@@ -462,9 +469,7 @@ impl Datasources {
                     secret_access_key: o.secret_access_key.clone(),
                     session_token: o.session_token.clone(),
                 };
-                // PENDING-HELPERS: Arc::new(FileConnector::new(settings, self.file_roots.clone()).await?)
-                let _ = settings;
-                return Err(DatasourceError::Unimplemented("files pending".into()));
+                Arc::new(FileConnector::new(settings, self.file_roots.clone()).await?)
             }
             (Spec::Http(_), _) => {
                 return Err(DatasourceError::Unimplemented("the http connector is reserved for a later version".into()));

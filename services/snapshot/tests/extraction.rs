@@ -415,3 +415,125 @@ async fn cancel_discards_the_job() {
     assert_eq!(code(client.resume_extraction_job(&job.id).await.unwrap_err()), Code::FailedPrecondition);
     drop(src);
 }
+
+fn files_request(name: &str, dir: &std::path::Path, paths: &[&str]) -> ds::RegisterDatasourceRequest {
+    ds::RegisterDatasourceRequest {
+        name: name.into(),
+        connector: ds::ConnectorKind::ObjectStorage as i32,
+        connection: Some(ds::ConnectionSpec {
+            spec: Some(ds::connection_spec::Spec::ObjectStorage(ds::ObjectStorageConnection {
+                uri: format!("file://{}/", dir.display()),
+                ..Default::default()
+            })),
+        }),
+        allowlist: Some(ds::Allowlist { paths: paths.iter().map(|p| p.to_string()).collect(), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+fn write_csv(path: &std::path::Path, rows: &[(i64, &str, f64, &str)]) {
+    let mut text = String::from("id,customer,amount,updated_at\n");
+    for (id, c, a, t) in rows {
+        text.push_str(&format!("{id},{c},{a},{t}\n"));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// A CSV file with no database at all: registered, validated, snapshotted
+/// fully and incrementally, read back.
+#[tokio::test]
+async fn a_csv_file_snapshots_like_a_table() {
+    let data = tempfile::tempdir().unwrap();
+    let roots = vec![data.path().to_path_buf()];
+    let sb = Sandbox::start(
+        false,
+        move |c| {
+            c.file_roots = roots;
+            c.job_lease_seconds = 2;
+        },
+        async |platform| {
+            let datasources = pulse_datasource::open(&platform).await.unwrap();
+            let snapshots = pulse_snapshot::open(&platform, datasources.clone(), None).await.unwrap();
+            vec![pulse_datasource::hosted(datasources, &platform), pulse_snapshot::hosted(snapshots, &platform)]
+        },
+    )
+    .await;
+    let client = Client::connect(&sb.endpoint, Some(&sb.tenant_a.1)).await.unwrap();
+    let csv = data.path().join("orders.csv");
+    let mut rows: Vec<(i64, &str, f64, &str)> =
+        (1..=250).map(|i| (i, if i % 2 == 0 { "acme" } else { "globex" }, i as f64 * 1.5, "2024-01-01T00:00:00")).collect();
+    write_csv(&csv, &rows);
+    let d = client.register_datasource(files_request("orders-csv", data.path(), &["orders.csv"]), "").await.unwrap();
+    let v = client.validate_datasource(&d.id).await.unwrap();
+    assert!(v.ok, "{v:?}");
+    let schema = client.inspect_schema(&d.id, &[]).await.unwrap();
+    let types: Vec<_> = schema.objects[0]
+        .schema
+        .as_ref()
+        .unwrap()
+        .columns
+        .iter()
+        .map(|c| (c.name.clone(), pulse_proto::common::v1::DataType::try_from(c.data_type).unwrap()))
+        .collect();
+    use pulse_proto::common::v1::DataType as T;
+    assert_eq!(
+        types,
+        [("id".into(), T::Int), ("customer".into(), T::String), ("amount".into(), T::Float), ("updated_at".into(), T::Timestamp)]
+    );
+    let req = |mode: sn::ExtractionMode| sn::StartExtractionRequest {
+        datasource_id: d.id.clone(),
+        object: "orders.csv".into(),
+        dataset: "orders-csv".into(),
+        mode: mode as i32,
+        cursor_field: "updated_at".into(),
+        primary_key: vec!["id".into()],
+        chunk_rows: 100,
+        ..Default::default()
+    };
+    let job = client.start_extraction(req(sn::ExtractionMode::Full), "").await.unwrap();
+    let job = wait(&client, &job.id).await;
+    assert_eq!(job.status, JobStatus::Succeeded as i32, "{job:?}");
+    let read = async |version: u64| {
+        let (_, _, ipc) = client.read_dataset_version("orders-csv", version, &[], 0).await.unwrap();
+        let mut out = Vec::new();
+        for b in pulse_datasource::ipc::read_stream(&ipc).unwrap() {
+            let id = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().clone();
+            let c = b.column(1).as_any().downcast_ref::<StringArray>().unwrap().clone();
+            let a = b.column(2).as_any().downcast_ref::<arrow::array::Float64Array>().unwrap().clone();
+            for i in 0..b.num_rows() {
+                out.push((id.value(i), c.value(i).to_string(), a.value(i)));
+            }
+        }
+        out.sort_by_key(|r| r.0);
+        out
+    };
+    let v1 = read(1).await;
+    assert_eq!(v1.len(), 250);
+    assert_eq!(v1[9], (10, "acme".to_string(), 15.0));
+
+    // Row 10 changes and two rows arrive, with later timestamps.
+    rows[9] = (10, "acme", 999.0, "2024-02-01T00:00:00");
+    rows.push((251, "initech", 1.0, "2024-02-01T00:00:00"));
+    rows.push((252, "initech", 2.0, "2024-02-01T00:00:00"));
+    write_csv(&csv, &rows);
+    let job = client.start_extraction(req(sn::ExtractionMode::Incremental), "").await.unwrap();
+    let job = wait(&client, &job.id).await;
+    assert_eq!(job.status, JobStatus::Succeeded as i32, "{job:?}");
+    assert_eq!(job.progress.unwrap().done, 3);
+    let v2 = read(2).await;
+    assert_eq!(v2.len(), 252);
+    assert_eq!(v2[9], (10, "acme".to_string(), 999.0));
+    assert_eq!(read(1).await, v1);
+
+    // Paths stay inside the allowed roots and the datasource's directory.
+    let outside = client.register_datasource(files_request("etc", std::path::Path::new("/etc"), &["passwd"]), "").await;
+    let err = outside.unwrap_err();
+    assert!(format!("{err}").contains("file_roots"), "{err}");
+    assert_eq!(code(err), Code::PermissionDenied);
+    let mut bad = req(sn::ExtractionMode::Full);
+    bad.object = "../orders.csv".into();
+    assert_eq!(code(client.start_extraction(bad, "").await.unwrap_err()), Code::InvalidArgument);
+    let mut other = req(sn::ExtractionMode::Full);
+    other.object = "secrets.csv".into();
+    assert_eq!(code(client.start_extraction(other, "").await.unwrap_err()), Code::PermissionDenied);
+}

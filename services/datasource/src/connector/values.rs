@@ -11,7 +11,7 @@
 //! | string, json, uuid | Utf8                          |
 //! | binary    | Binary                                 |
 //! | date      | Date32                                 |
-//! | timestamp | Timestamp(µs, "UTC")                   |
+//! | timestamp | Timestamp(µs, "+00:00")                |
 
 use std::sync::Arc;
 
@@ -26,6 +26,10 @@ use pulse_proto::datasource::v1::Value;
 use pulse_proto::datasource::v1::value::Kind;
 
 use crate::error::DatasourceError;
+
+/// The canonical timestamp zone: an offset, so casts need no time-zone
+/// database.
+pub const UTC: &str = "+00:00";
 
 /// Field metadata key holding `type;pk;source type`.
 pub const META_KEY: &str = "pulse";
@@ -54,7 +58,7 @@ pub fn arrow_type(col: &Column) -> ArrowType {
         },
         DataType::Binary => ArrowType::Binary,
         DataType::Date => ArrowType::Date32,
-        DataType::Timestamp => ArrowType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        DataType::Timestamp => ArrowType::Timestamp(TimeUnit::Microsecond, Some(UTC.into())),
         DataType::String | DataType::Json | DataType::Uuid | DataType::Unspecified => ArrowType::Utf8,
     }
 }
@@ -373,7 +377,7 @@ mod tests {
         let a: ArrayRef = Arc::new(Decimal128Array::from(vec![Some(1250), None]).with_precision_and_scale(10, 2).unwrap());
         assert_eq!(value_at(&a, 0).kind, Some(Kind::DecimalValue("12.50".into())));
         assert_eq!(value_at(&a, 1).kind, None);
-        let t: ArrayRef = Arc::new(TimestampMicrosecondArray::from(vec![-1_500_000]).with_timezone("UTC"));
+        let t: ArrayRef = Arc::new(TimestampMicrosecondArray::from(vec![-1_500_000]).with_timezone(UTC));
         let Some(Kind::TimestampValue(ts)) = value_at(&t, 0).kind else { panic!() };
         assert_eq!(proto_to_micros(&ts), -1_500_000);
     }
