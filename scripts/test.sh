@@ -47,6 +47,8 @@ need_venv() {
   "$VENV/bin/python" -c 'import maturin' 2>/dev/null || missing+=("maturin>=1.9.4,<2")
   "$VENV/bin/python" -c 'import pytest' 2>/dev/null || missing+=("pytest>=8")
   "$VENV/bin/python" -c 'import moto.server, flask_cors' 2>/dev/null || missing+=("moto[server]>=5.0")
+  "$VENV/bin/python" -c 'import pyarrow' 2>/dev/null || missing+=("pyarrow>=14")
+  "$VENV/bin/python" -c 'import tqdm' 2>/dev/null || missing+=("tqdm")
   if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]} into $VENV"
     "$VENV/bin/pip" install --quiet "${missing[@]}" || die "pip could not install ${missing[*]} (is PyPI reachable?)"

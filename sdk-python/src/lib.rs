@@ -12,6 +12,8 @@
 //!
 //! The pure-Python package `pulse` wraps this module; users import `pulse`.
 
+mod datasets;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Mutex;
@@ -754,6 +756,29 @@ impl PyClient {
         d.set_item("truncated", truncated)?;
         d.set_item("truncation_reason", reason)?;
         Ok(d)
+    }
+
+    /// One datasource or snapshot call: the request and the answer are proto3
+    /// JSON (the Python layer builds and reads them).
+    #[pyo3(signature = (method, request, idempotency_key=String::new()))]
+    fn call_json(&self, py: Python<'_>, method: String, request: String, idempotency_key: String) -> PyResult<String> {
+        self.run(py, |c| datasets::call(c, method, request, idempotency_key))
+    }
+
+    /// A dataset version as one Arrow IPC stream (the server verified every
+    /// chunk's SHA-256): `(dataset_id, version, version_sha256, ipc_bytes)`.
+    #[pyo3(signature = (dataset_id, version=0, columns=Vec::new(), limit=0))]
+    fn read_dataset_version<'py>(
+        &self,
+        py: Python<'py>,
+        dataset_id: String,
+        version: u64,
+        columns: Vec<String>,
+        limit: u64,
+    ) -> PyResult<(String, u64, String, Bound<'py, pyo3::types::PyBytes>)> {
+        let (r, sha, ipc) =
+            self.run(py, |c| async move { c.read_dataset_version(&dataset_id, version, &columns, limit).await })?;
+        Ok((r.dataset_id, r.version, sha, pyo3::types::PyBytes::new(py, &ipc)))
     }
 
     /// The tenant's graph, or the part connected to `root_id`.

@@ -21,6 +21,7 @@ CARGO_TARGET_DIR defaulting to /root/.cache/pulse-target.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import signal
@@ -91,6 +92,9 @@ def _start(state_dir: Path) -> Server:
             "(CARGO_TARGET_DIR=/root/.cache/pulse-target) or point PULSE_BIN at it"
         )
     env = {k: v for k, v in os.environ.items() if k not in STRIPPED_ENV}
+    # Tests register files from their temporary directories (siblings of the
+    # state directory).
+    env["PULSE_FILE_ROOTS"] = json.dumps([str(state_dir.parent)])
     stderr_path = state_dir.parent / f"{state_dir.name}-stderr.log"
     stderr = open(stderr_path, "wb")
     cmd = [

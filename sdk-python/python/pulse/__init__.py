@@ -15,6 +15,7 @@ gRPC ``code`` and the server's ``message``.
 """
 
 from pulse._client import DEFAULT_ENDPOINT, Client, connect
+from pulse._datasets import Datasource, DatasetVersion, Record, SnapshotJob
 from pulse._native import Trace, __version__
 from pulse.exceptions import (
     Aborted,
@@ -37,6 +38,10 @@ __all__ = [
     "connect",
     "Client",
     "Trace",
+    "Datasource",
+    "DatasetVersion",
+    "Record",
+    "SnapshotJob",
     "PulseError",
     "InvalidArgument",
     "NotFound",

@@ -1,0 +1,146 @@
+//! Datasource and snapshot calls for the SDK, as proto3 JSON: Python sends a
+//! request as JSON and gets the answer as JSON, both in the contracts'
+//! canonical mapping (snake_case fields, enum names), so the Python layer
+//! needs no generated code and every field of the contracts is reachable.
+
+use std::sync::OnceLock;
+
+use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+use pulse_client::pulse_proto::datasource::v1 as ds;
+use pulse_client::pulse_proto::prost::Message;
+use pulse_client::pulse_proto::snapshot::v1 as sn;
+use pulse_client::{Client, ClientError};
+
+fn pool() -> Result<&'static DescriptorPool, ClientError> {
+    static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let set = pulse_client::pulse_proto::service("pulse.snapshot.v1.SnapshotService")
+            .ok_or("the snapshot contract is missing from this build")?
+            .descriptor_set;
+        DescriptorPool::decode(set).map_err(|e| e.to_string())
+    })
+    .as_ref()
+    .map_err(|e| ClientError::InvalidArgument(format!("contracts: {e}")))
+}
+
+/// Decodes a request from proto3 JSON; errors name the message.
+fn from_json<M: Message + Default>(name: &str, json: &str) -> Result<M, ClientError> {
+    let desc = pool()?
+        .get_message_by_name(name)
+        .ok_or_else(|| ClientError::InvalidArgument(format!("unknown message {name}")))?;
+    let mut de = serde_json::Deserializer::from_str(json);
+    let dynamic = DynamicMessage::deserialize(desc, &mut de)
+        .map_err(|e| ClientError::InvalidArgument(format!("request: {e}")))?;
+    M::decode(dynamic.encode_to_vec().as_slice()).map_err(|e| ClientError::InvalidArgument(format!("request: {e}")))
+}
+
+/// Encodes an answer as proto3 JSON with snake_case names, enum names, and
+/// 64-bit integers as numbers.
+fn to_json<M: Message>(name: &str, msg: &M) -> Result<String, ClientError> {
+    let desc = pool()?
+        .get_message_by_name(name)
+        .ok_or_else(|| ClientError::InvalidArgument(format!("unknown message {name}")))?;
+    let dynamic = DynamicMessage::decode(desc, msg.encode_to_vec().as_slice())
+        .map_err(|e| ClientError::InvalidArgument(format!("answer: {e}")))?;
+    let options = SerializeOptions::new().use_proto_field_name(true).stringify_64_bit_integers(false).skip_default_fields(false);
+    let mut out = Vec::new();
+    let mut ser = serde_json::Serializer::new(&mut out);
+    dynamic.serialize_with_options(&mut ser, &options).map_err(|e| ClientError::InvalidArgument(format!("answer: {e}")))?;
+    String::from_utf8(out).map_err(|e| ClientError::InvalidArgument(e.to_string()))
+}
+
+/// Runs one unary datasource or snapshot call. `idempotency_key` is used by
+/// mutations ("" generates one).
+pub(crate) async fn call(
+    client: Client,
+    method: String,
+    request: String,
+    idempotency_key: String,
+) -> Result<String, ClientError> {
+    const D: &str = "pulse.datasource.v1.";
+    const S: &str = "pulse.snapshot.v1.";
+    let r = request.as_str();
+    match method.as_str() {
+        "register_datasource" => {
+            let req: ds::RegisterDatasourceRequest = from_json(&format!("{D}RegisterDatasourceRequest"), r)?;
+            to_json(&format!("{D}Datasource"), &client.register_datasource(req, &idempotency_key).await?)
+        }
+        "get_datasource" => {
+            let req: ds::GetDatasourceRequest = from_json(&format!("{D}GetDatasourceRequest"), r)?;
+            to_json(&format!("{D}Datasource"), &client.get_datasource(&req.id).await?)
+        }
+        "list_datasources" => {
+            let req: ds::ListDatasourcesRequest = from_json(&format!("{D}ListDatasourcesRequest"), r)?;
+            let page = req.page.unwrap_or_default();
+            to_json(
+                &format!("{D}ListDatasourcesResponse"),
+                &client.list_datasources(&page.page_token, page.page_size).await?,
+            )
+        }
+        "validate_datasource" => {
+            let req: ds::ValidateDatasourceRequest = from_json(&format!("{D}ValidateDatasourceRequest"), r)?;
+            to_json(&format!("{D}DatasourceValidation"), &client.validate_datasource(&req.id).await?)
+        }
+        "inspect_schema" => {
+            let req: ds::InspectSchemaRequest = from_json(&format!("{D}InspectSchemaRequest"), r)?;
+            to_json(&format!("{D}InspectSchemaResponse"), &client.inspect_schema(&req.id, &req.objects).await?)
+        }
+        "estimate_size" => {
+            let req: ds::EstimateSizeRequest = from_json(&format!("{D}EstimateSizeRequest"), r)?;
+            to_json(&format!("{D}EstimateSizeResponse"), &client.estimate_size(req).await?)
+        }
+        "start_extraction" => {
+            let req: sn::StartExtractionRequest = from_json(&format!("{S}StartExtractionRequest"), r)?;
+            to_json(&format!("{S}ExtractionJob"), &client.start_extraction(req, &idempotency_key).await?)
+        }
+        "get_extraction_job" => {
+            let req: sn::GetExtractionJobRequest = from_json(&format!("{S}GetExtractionJobRequest"), r)?;
+            to_json(&format!("{S}ExtractionJob"), &client.get_extraction_job(&req.job_id).await?)
+        }
+        "cancel_extraction_job" => {
+            let req: sn::CancelExtractionJobRequest = from_json(&format!("{S}CancelExtractionJobRequest"), r)?;
+            to_json(&format!("{S}ExtractionJob"), &client.cancel_extraction_job(&req.job_id, &req.reason).await?)
+        }
+        "resume_extraction_job" => {
+            let req: sn::ResumeExtractionJobRequest = from_json(&format!("{S}ResumeExtractionJobRequest"), r)?;
+            to_json(&format!("{S}ExtractionJob"), &client.resume_extraction_job(&req.job_id).await?)
+        }
+        "list_datasets" => {
+            let req: sn::ListDatasetsRequest = from_json(&format!("{S}ListDatasetsRequest"), r)?;
+            let page = req.page.unwrap_or_default();
+            to_json(&format!("{S}ListDatasetsResponse"), &client.list_datasets(&page.page_token, page.page_size).await?)
+        }
+        "get_dataset" => {
+            let req: sn::GetDatasetRequest = from_json(&format!("{S}GetDatasetRequest"), r)?;
+            to_json(&format!("{S}Dataset"), &client.get_dataset(&req.dataset_id).await?)
+        }
+        "list_dataset_versions" => {
+            let req: sn::ListDatasetVersionsRequest = from_json(&format!("{S}ListDatasetVersionsRequest"), r)?;
+            to_json(&format!("{S}ListDatasetVersionsResponse"), &client.list_dataset_versions(&req.dataset_id).await?)
+        }
+        "get_dataset_version" => {
+            let req: sn::GetDatasetVersionRequest = from_json(&format!("{S}GetDatasetVersionRequest"), r)?;
+            to_json(&format!("{S}DatasetVersion"), &client.get_dataset_version(&req.dataset_id, req.version).await?)
+        }
+        "pin_dataset_version" => {
+            let req: sn::PinDatasetVersionRequest = from_json(&format!("{S}PinDatasetVersionRequest"), r)?;
+            to_json(&format!("{S}Dataset"), &client.pin_dataset_version(&req.dataset_id, req.version, &req.reason).await?)
+        }
+        "unpin_dataset" => {
+            let req: sn::UnpinDatasetRequest = from_json(&format!("{S}UnpinDatasetRequest"), r)?;
+            to_json(&format!("{S}Dataset"), &client.unpin_dataset(&req.dataset_id).await?)
+        }
+        "rollback_dataset" => {
+            let req: sn::RollbackDatasetRequest = from_json(&format!("{S}RollbackDatasetRequest"), r)?;
+            to_json(&format!("{S}Dataset"), &client.rollback_dataset(&req.dataset_id, req.to_version, &req.reason).await?)
+        }
+        "set_retention_policy" => {
+            let req: sn::SetRetentionPolicyRequest = from_json(&format!("{S}SetRetentionPolicyRequest"), r)?;
+            to_json(
+                &format!("{S}Dataset"),
+                &client.set_retention_policy(&req.dataset_id, req.retention.unwrap_or_default()).await?,
+            )
+        }
+        other => Err(ClientError::InvalidArgument(format!("method: unknown call '{other}'"))),
+    }
+}
