@@ -326,7 +326,7 @@ impl PostgresConnector {
         }
     }
 
-    fn from_clause(&self, object: &ObjectName) -> String {
+    fn source_sql(&self, object: &ObjectName) -> String {
         let stored = match object {
             ObjectName::Query(q) => self.settings.queries.get(q).map(String::as_str),
             _ => None,
@@ -481,7 +481,7 @@ impl Connector for PostgresConnector {
             let name = format!("object:{}", o.canonical());
             let result = match self.describe_object(&client, o).await {
                 Ok(_) => {
-                    let probe = format!("SELECT 1 FROM {} LIMIT 0", self.from_clause(o));
+                    let probe = format!("SELECT 1 FROM {} LIMIT 0", self.source_sql(o));
                     client.execute(&probe, &[]).await.map(|_| ()).map_err(|e| self.source_error(&e))
                 }
                 Err(e) => Err(e),
@@ -567,7 +567,7 @@ impl Connector for PostgresConnector {
                 });
             }
         }
-        let st = sql::count_and_max(&PgLiterals, &self.from_clause(object), cursor);
+        let st = sql::count_and_max(&PgLiterals, &self.source_sql(object), cursor);
         let row = self.scalar_query(st).await?;
         let rows: i64 = row.get(0);
         let cursor_max = match cursor {
@@ -591,7 +591,7 @@ impl Connector for PostgresConnector {
         count: u32,
         cursor: Option<&CursorWindow>,
     ) -> Result<ColumnBounds, DatasourceError> {
-        let from = self.from_clause(object);
+        let from = self.source_sql(object);
         let row = self.scalar_query(sql::min_max(&PgLiterals, &from, column, cursor)).await?;
         let min = read_value(&row, 0)?;
         let max = read_value(&row, 1)?;
@@ -669,7 +669,7 @@ impl Connector for PostgresConnector {
                 }
             })
             .collect();
-        let st = sql::select(&PgLiterals, &self.from_clause(object), &select_list, &spec);
+        let st = sql::select(&PgLiterals, &self.source_sql(object), &select_list, &spec);
         let schema = arrow_schema(&wanted);
         let decodes: Vec<Decode> = cols.iter().map(|c| c.decode).collect();
         let batch_rows = spec.batch_rows.max(1);

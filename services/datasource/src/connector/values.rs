@@ -43,7 +43,7 @@ pub fn decimal_precision_scale(source_type: &str) -> Option<(u8, i8)> {
     let (p, s) = inner.split_once(',').unwrap_or((inner, "0"));
     let p: u8 = p.trim().parse().ok()?;
     let s: i8 = s.trim().parse().ok()?;
-    (p >= 1 && p <= MAX_DECIMAL_PRECISION && s >= 0 && (s as u8) <= p).then_some((p, s))
+    ((1..=MAX_DECIMAL_PRECISION).contains(&p) && s >= 0 && (s as u8) <= p).then_some((p, s))
 }
 
 /// The Arrow type of a logical column.
