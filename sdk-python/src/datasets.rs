@@ -42,10 +42,13 @@ fn to_json<M: Message>(name: &str, msg: &M) -> Result<String, ClientError> {
         .ok_or_else(|| ClientError::InvalidArgument(format!("unknown message {name}")))?;
     let dynamic = DynamicMessage::decode(desc, msg.encode_to_vec().as_slice())
         .map_err(|e| ClientError::InvalidArgument(format!("answer: {e}")))?;
-    let options = SerializeOptions::new().use_proto_field_name(true).stringify_64_bit_integers(false).skip_default_fields(false);
+    let options =
+        SerializeOptions::new().use_proto_field_name(true).stringify_64_bit_integers(false).skip_default_fields(false);
     let mut out = Vec::new();
     let mut ser = serde_json::Serializer::new(&mut out);
-    dynamic.serialize_with_options(&mut ser, &options).map_err(|e| ClientError::InvalidArgument(format!("answer: {e}")))?;
+    dynamic
+        .serialize_with_options(&mut ser, &options)
+        .map_err(|e| ClientError::InvalidArgument(format!("answer: {e}")))?;
     String::from_utf8(out).map_err(|e| ClientError::InvalidArgument(e.to_string()))
 }
 
@@ -124,7 +127,10 @@ pub(crate) async fn call(
         }
         "pin_dataset_version" => {
             let req: sn::PinDatasetVersionRequest = from_json(&format!("{S}PinDatasetVersionRequest"), r)?;
-            to_json(&format!("{S}Dataset"), &client.pin_dataset_version(&req.dataset_id, req.version, &req.reason).await?)
+            to_json(
+                &format!("{S}Dataset"),
+                &client.pin_dataset_version(&req.dataset_id, req.version, &req.reason).await?,
+            )
         }
         "unpin_dataset" => {
             let req: sn::UnpinDatasetRequest = from_json(&format!("{S}UnpinDatasetRequest"), r)?;
@@ -132,7 +138,10 @@ pub(crate) async fn call(
         }
         "rollback_dataset" => {
             let req: sn::RollbackDatasetRequest = from_json(&format!("{S}RollbackDatasetRequest"), r)?;
-            to_json(&format!("{S}Dataset"), &client.rollback_dataset(&req.dataset_id, req.to_version, &req.reason).await?)
+            to_json(
+                &format!("{S}Dataset"),
+                &client.rollback_dataset(&req.dataset_id, req.to_version, &req.reason).await?,
+            )
         }
         "set_retention_policy" => {
             let req: sn::SetRetentionPolicyRequest = from_json(&format!("{S}SetRetentionPolicyRequest"), r)?;

@@ -12,9 +12,9 @@ use pulse_proto::admin::v1::admin_service_client::AdminServiceClient;
 use pulse_proto::datasource::v1 as datasource;
 use pulse_proto::datasource::v1::datasource_service_client::DatasourceServiceClient;
 use pulse_proto::lineage::v1 as lineage;
+use pulse_proto::lineage::v1::lineage_service_client::LineageServiceClient;
 use pulse_proto::snapshot::v1 as snapshot;
 use pulse_proto::snapshot::v1::snapshot_service_client::SnapshotServiceClient;
-use pulse_proto::lineage::v1::lineage_service_client::LineageServiceClient;
 use pulse_proto::tonic::metadata::MetadataValue;
 use pulse_proto::tonic::transport::{Channel, Endpoint};
 use pulse_proto::tonic::{Code, Request};
@@ -285,10 +285,8 @@ impl Client {
         req: datasource::RegisterDatasourceRequest,
         idempotency_key: &str,
     ) -> Result<datasource::Datasource> {
-        self.call(req, Some(idempotency_key), |ch, r| async move {
-            datasource_client(ch).register_datasource(r).await
-        })
-        .await
+        self.call(req, Some(idempotency_key), |ch, r| async move { datasource_client(ch).register_datasource(r).await })
+            .await
     }
 
     pub async fn get_datasource(&self, id: &str) -> Result<datasource::Datasource> {
@@ -296,7 +294,11 @@ impl Client {
         self.call(msg, None, |ch, r| async move { datasource_client(ch).get_datasource(r).await }).await
     }
 
-    pub async fn list_datasources(&self, page_token: &str, page_size: u32) -> Result<datasource::ListDatasourcesResponse> {
+    pub async fn list_datasources(
+        &self,
+        page_token: &str,
+        page_size: u32,
+    ) -> Result<datasource::ListDatasourcesResponse> {
         let msg = datasource::ListDatasourcesRequest {
             connector: 0,
             page: Some(pulse_proto::common::v1::PageRequest { page_size, page_token: page_token.into() }),
@@ -328,7 +330,10 @@ impl Client {
         self.call(msg, None, |ch, r| async move { datasource_client(ch).inspect_schema(r).await }).await
     }
 
-    pub async fn estimate_size(&self, req: datasource::EstimateSizeRequest) -> Result<datasource::EstimateSizeResponse> {
+    pub async fn estimate_size(
+        &self,
+        req: datasource::EstimateSizeRequest,
+    ) -> Result<datasource::EstimateSizeResponse> {
         self.call(req, None, |ch, r| async move { datasource_client(ch).estimate_size(r).await }).await
     }
 
@@ -411,7 +416,8 @@ impl Client {
             chunks: Vec::new(),
             limit,
         };
-        let mut stream = snapshot_client(self.channel.clone()).read_dataset_version(self.request(msg, None)?).await?.into_inner();
+        let mut stream =
+            snapshot_client(self.channel.clone()).read_dataset_version(self.request(msg, None)?).await?.into_inner();
         let mut ipc = Vec::new();
         let mut reference = Default::default();
         let mut sha = String::new();

@@ -113,11 +113,28 @@ pub struct StoredEvent {
 #[derive(Debug, Clone)]
 pub enum Write {
     /// Fails the batch when the record exists.
-    Insert { kind: &'static str, id: String, parent: String, status: String, body: Vec<u8> },
+    Insert {
+        kind: &'static str,
+        id: String,
+        parent: String,
+        status: String,
+        body: Vec<u8>,
+    },
     /// Fails the batch unless the stored revision is `revision`.
-    Update { kind: &'static str, id: String, revision: i64, parent: String, status: String, body: Vec<u8> },
+    Update {
+        kind: &'static str,
+        id: String,
+        revision: i64,
+        parent: String,
+        status: String,
+        body: Vec<u8>,
+    },
     /// Fails the batch unless the stored revision is `revision`.
-    Delete { kind: &'static str, id: String, revision: i64 },
+    Delete {
+        kind: &'static str,
+        id: String,
+        revision: i64,
+    },
     Event(Event),
 }
 
@@ -231,7 +248,8 @@ fn pg_record(r: &tokio_postgres::Row) -> Record {
 impl RecordStore for PgRecords {
     async fn get(&self, tenant: &str, kind: &str, id: &str) -> Result<Option<Record>, StoreError> {
         let client = self.db.client().await?;
-        let sql = format!("SELECT {COLUMNS} FROM {}.records WHERE tenant = $1 AND kind = $2 AND id = $3", self.db.schema);
+        let sql =
+            format!("SELECT {COLUMNS} FROM {}.records WHERE tenant = $1 AND kind = $2 AND id = $3", self.db.schema);
         let stmt = client.prepare_cached(&sql).await?;
         Ok(client.query_opt(&stmt, &[&tenant, &kind, &id]).await?.as_ref().map(pg_record))
     }
@@ -375,8 +393,9 @@ impl RecordStore for SqliteRecords {
         let (tenant, kind, id) = (tenant.to_string(), kind.to_string(), id.to_string());
         self.db
             .call(move |c| {
-                let mut stmt =
-                    c.prepare_cached(&format!("SELECT {COLUMNS} FROM records WHERE tenant = ?1 AND kind = ?2 AND id = ?3"))?;
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM records WHERE tenant = ?1 AND kind = ?2 AND id = ?3"
+                ))?;
                 let mut rows = stmt.query_map(rusqlite::params![tenant, kind, id], sqlite_record)?;
                 Ok(rows.next().transpose()?)
             })
@@ -534,7 +553,13 @@ mod tests {
         let done = prost_types::Duration { seconds: 9, nanos: 0 };
         assert!(
             store
-                .apply("t1", vec![Write::update(&a, "running", &done), Write::event("pulse.x.v1", "a", serde_json::json!({"n": 1}))])
+                .apply(
+                    "t1",
+                    vec![
+                        Write::update(&a, "running", &done),
+                        Write::event("pulse.x.v1", "a", serde_json::json!({"n": 1}))
+                    ]
+                )
                 .await
                 .unwrap()
         );

@@ -18,8 +18,8 @@ use pulse_proto::datasource::v1::connection_spec::Spec;
 use pulse_proto::datasource::v1::connection_view::View;
 use pulse_proto::datasource::v1::{ConnectorKind, Value};
 
-use crate::connector::postgres::PostgresConnector;
 use crate::connector::files::FileConnector;
+use crate::connector::postgres::PostgresConnector;
 // PENDING-HELPERS: use crate::connector::mysql::MysqlConnector;
 // PENDING-HELPERS: use crate::connector::sqlserver::SqlServerConnector;
 use crate::connector::values::check_value_for;
@@ -69,7 +69,10 @@ pub struct Datasources {
 
 fn sql_defaults(c: &pb::SqlConnection) -> (Duration, Duration, u32) {
     let dur = |d: &Option<prost_types::Duration>, default: u64| {
-        d.as_ref().and_then(|d| Duration::try_from(*d).ok()).filter(|d| !d.is_zero()).unwrap_or(Duration::from_secs(default))
+        d.as_ref()
+            .and_then(|d| Duration::try_from(*d).ok())
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Duration::from_secs(default))
     };
     let max = if c.max_connections == 0 { 4 } else { c.max_connections };
     (dur(&c.connect_timeout, 10), dur(&c.statement_timeout, 3600), max)
@@ -92,7 +95,10 @@ fn default_schema(kind: ConnectorKind, spec: &Spec) -> String {
 /// stored.
 fn check_spec(kind: ConnectorKind, spec: Option<&pb::ConnectionSpec>) -> Result<Spec, DatasourceError> {
     let spec = spec.and_then(|s| s.spec.clone()).ok_or_else(|| {
-        DatasourceError::invalid("connection", "is required: `sql` for postgres, mysql and sqlserver, `object_storage` for files")
+        DatasourceError::invalid(
+            "connection",
+            "is required: `sql` for postgres, mysql and sqlserver, `object_storage` for files",
+        )
     })?;
     match (kind, &spec) {
         (ConnectorKind::Http, _) | (_, Spec::Http(_)) => Err(DatasourceError::Unimplemented(
@@ -223,7 +229,10 @@ impl Datasources {
 
     fn seal(&self, tenant: &str, id: &str, spec: &Spec) -> SealedSpec {
         let bytes = prost::Message::encode_to_vec(&pb::ConnectionSpec { spec: Some(spec.clone()) });
-        SealedSpec { sealed: self.keys.seal(&bytes, format!("{tenant}/{id}").as_bytes()), key_id: self.keys.current_id().into() }
+        SealedSpec {
+            sealed: self.keys.seal(&bytes, format!("{tenant}/{id}").as_bytes()),
+            key_id: self.keys.current_id().into(),
+        }
     }
 
     async fn unseal(&self, tenant: &str, id: &str) -> Result<Spec, DatasourceError> {
@@ -325,8 +334,11 @@ impl Datasources {
                 None => return Err(DatasourceError::NotFound(id_or_name.to_string())),
             }
         };
-        let record =
-            self.records.get(tenant, DATASOURCE, &id).await?.ok_or_else(|| DatasourceError::NotFound(id_or_name.into()))?;
+        let record = self
+            .records
+            .get(tenant, DATASOURCE, &id)
+            .await?
+            .ok_or_else(|| DatasourceError::NotFound(id_or_name.into()))?;
         let ds = record.decode()?;
         Ok((record, ds))
     }
@@ -370,7 +382,11 @@ impl Datasources {
         }
     }
 
-    pub async fn update(&self, tenant: &str, req: pb::UpdateDatasourceRequest) -> Result<pb::Datasource, DatasourceError> {
+    pub async fn update(
+        &self,
+        tenant: &str,
+        req: pb::UpdateDatasourceRequest,
+    ) -> Result<pb::Datasource, DatasourceError> {
         let (record, mut ds) = self.record(tenant, &req.id).await?;
         let kind = connector_kind(&ds);
         let mut writes = Vec::new();
@@ -389,7 +405,8 @@ impl Datasources {
             let spec = check_spec(kind, Some(&connection))?;
             let sealed = self.seal(tenant, &ds.id, &spec);
             ds.connection = Some(view_of(&spec));
-            ds.secret = Some(pb::SecretInfo { set: has_secret(&spec), key_id: sealed.key_id.clone(), updated_at: Some(now) });
+            ds.secret =
+                Some(pb::SecretInfo { set: has_secret(&spec), key_id: sealed.key_id.clone(), updated_at: Some(now) });
             let secret_record = self.records.get(tenant, SECRET, &ds.id).await?;
             writes.push(match secret_record {
                 Some(r) => Write::update(&r, "", &sealed),
@@ -425,13 +442,20 @@ impl Datasources {
         }
         writes.push(Write::event("pulse.datasource.deleted.v1", &ds.id, serde_json::json!({"datasource_id": ds.id})));
         if !self.records.apply(tenant, writes).await? {
-            return Err(DatasourceError::Precondition(format!("datasource '{}' changed while being deleted; retry", ds.id)));
+            return Err(DatasourceError::Precondition(format!(
+                "datasource '{}' changed while being deleted; retry",
+                ds.id
+            )));
         }
         Ok(ds)
     }
 
     /// The connector for a datasource, with its secret unsealed.
-    async fn connector(&self, tenant: &str, ds: &pb::Datasource) -> Result<(Arc<dyn Connector>, Spec), DatasourceError> {
+    async fn connector(
+        &self,
+        tenant: &str,
+        ds: &pb::Datasource,
+    ) -> Result<(Arc<dyn Connector>, Spec), DatasourceError> {
         let spec = self.unseal(tenant, &ds.id).await?;
         let kind = connector_kind(ds);
         let queries: BTreeMap<String, String> = ds
@@ -472,7 +496,9 @@ impl Datasources {
                 Arc::new(FileConnector::new(settings, self.file_roots.clone()).await?)
             }
             (Spec::Http(_), _) => {
-                return Err(DatasourceError::Unimplemented("the http connector is reserved for a later version".into()));
+                return Err(DatasourceError::Unimplemented(
+                    "the http connector is reserved for a later version".into(),
+                ));
             }
         };
         Ok((connector, spec))
@@ -532,7 +558,10 @@ impl Datasources {
             Err(_) => rules.named_objects(&default),
         };
         let outcome = connector.validate(&objects).await;
-        let ok = outcome.checks.iter().all(|c| c.status != pb::CheckStatus::Failed as i32 && c.status != pb::CheckStatus::Skipped as i32);
+        let ok = outcome
+            .checks
+            .iter()
+            .all(|c| c.status != pb::CheckStatus::Failed as i32 && c.status != pb::CheckStatus::Skipped as i32);
         Ok(pb::DatasourceValidation {
             datasource_id: ds.id,
             ok,
@@ -576,7 +605,12 @@ impl Datasources {
         Ok((connector, out))
     }
 
-    pub async fn inspect(&self, tenant: &str, id: &str, objects: &[String]) -> Result<pb::InspectSchemaResponse, DatasourceError> {
+    pub async fn inspect(
+        &self,
+        tenant: &str,
+        id: &str,
+        objects: &[String],
+    ) -> Result<pb::InspectSchemaResponse, DatasourceError> {
         let ds = self.get(tenant, id).await?;
         let (connector, objects) = self.objects(tenant, &ds, objects).await?;
         let mut out = Vec::with_capacity(objects.len());
@@ -586,7 +620,11 @@ impl Datasources {
         Ok(pb::InspectSchemaResponse { datasource_id: ds.id, objects: out })
     }
 
-    pub async fn estimate(&self, tenant: &str, req: pb::EstimateSizeRequest) -> Result<pb::EstimateSizeResponse, DatasourceError> {
+    pub async fn estimate(
+        &self,
+        tenant: &str,
+        req: pb::EstimateSizeRequest,
+    ) -> Result<pb::EstimateSizeResponse, DatasourceError> {
         let ds = self.get(tenant, &req.id).await?;
         let (connector, objects) = self.objects(tenant, &ds, &req.objects).await?;
         let mut out = Vec::new();
@@ -611,7 +649,11 @@ impl Datasources {
         })
     }
 
-    pub async fn plan_ranges(&self, tenant: &str, req: pb::PlanRangesRequest) -> Result<pb::PlanRangesResponse, DatasourceError> {
+    pub async fn plan_ranges(
+        &self,
+        tenant: &str,
+        req: pb::PlanRangesRequest,
+    ) -> Result<pb::PlanRangesResponse, DatasourceError> {
         if req.count == 0 || req.count > 64 {
             return Err(DatasourceError::invalid("count", "must be 1 to 64"));
         }
@@ -625,7 +667,11 @@ impl Datasources {
 
     /// Opens a read of an allowlisted object: checks every column name and
     /// value against the object's schema first.
-    pub async fn stream(&self, tenant: &str, req: pb::StreamDataRequest) -> Result<(Schema, BatchStream), DatasourceError> {
+    pub async fn stream(
+        &self,
+        tenant: &str,
+        req: pb::StreamDataRequest,
+    ) -> Result<(Schema, BatchStream), DatasourceError> {
         let open = self.open(tenant, &req.id, &req.object, "object").await?;
         let inspected = open.connector.inspect(&open.object).await?;
         let schema = inspected.schema.unwrap_or_default();
@@ -677,7 +723,11 @@ pub fn cursor_window(
 
 /// Checks a stream request against the object's schema and turns it into a
 /// read.
-pub fn read_spec(schema: &Schema, req: &pb::StreamDataRequest, statement_timeout: Duration) -> Result<ReadSpec, DatasourceError> {
+pub fn read_spec(
+    schema: &Schema,
+    req: &pb::StreamDataRequest,
+    statement_timeout: Duration,
+) -> Result<ReadSpec, DatasourceError> {
     project(schema, &req.columns, "columns")?;
     let cursor = cursor_window(schema, &req.cursor_field, &req.cursor_after, &req.cursor_until)?;
     let range = if req.range_column.is_empty() {

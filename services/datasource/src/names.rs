@@ -181,7 +181,8 @@ pub fn check_stored_query(field: &str, q: &StoredQuery) -> Result<(), Datasource
         return Err(DatasourceError::invalid(format!("{field}.sql"), "must not contain comments"));
     }
     let upper = sql.to_ascii_uppercase();
-    for word in ["INSERT", "UPDATE", "DELETE", "MERGE", "DROP", "ALTER", "CREATE", "TRUNCATE", "GRANT", "COPY", "CALL"] {
+    for word in ["INSERT", "UPDATE", "DELETE", "MERGE", "DROP", "ALTER", "CREATE", "TRUNCATE", "GRANT", "COPY", "CALL"]
+    {
         if upper.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').any(|w| w == word) {
             return Err(DatasourceError::invalid(
                 format!("{field}.sql"),
@@ -323,18 +324,9 @@ mod tests {
 
     #[test]
     fn identifiers_refuse_injection() {
-        for bad in [
-            "orders; DROP TABLE x",
-            "orders--",
-            "a\"b",
-            "a'b",
-            "a/*b",
-            "1abc",
-            "$abc",
-            "a b",
-            "",
-            &"a".repeat(64),
-        ] {
+        for bad in
+            ["orders; DROP TABLE x", "orders--", "a\"b", "a'b", "a/*b", "1abc", "$abc", "a b", "", &"a".repeat(64)]
+        {
             assert!(check_identifier("object", bad).is_err(), "{bad:?} accepted");
         }
         for good in ["orders", "Orders_2024", "_x", "a$b"] {
@@ -369,7 +361,8 @@ mod tests {
         let q = |sql: &str| StoredQuery { name: "q".into(), sql: sql.into(), description: String::new() };
         check_stored_query("q", &q("SELECT * FROM orders WHERE total > 0;")).unwrap();
         check_stored_query("q", &q("with x as (select 1) select * from x")).unwrap();
-        for bad in ["DELETE FROM orders", "SELECT 1; DROP TABLE x", "SELECT 1 -- hi", "select * into y from x; update"] {
+        for bad in ["DELETE FROM orders", "SELECT 1; DROP TABLE x", "SELECT 1 -- hi", "select * into y from x; update"]
+        {
             assert!(check_stored_query("q", &q(bad)).is_err(), "{bad:?} accepted");
         }
         assert!(check_stored_query("q", &q("SELECT 1 FROM t WHERE updated_at > now()")).is_ok());
@@ -381,7 +374,11 @@ mod tests {
             Allowlist {
                 schemas: vec!["analytics".into()],
                 objects: vec!["orders".into(), "shop.customers".into()],
-                queries: vec![StoredQuery { name: "recent".into(), sql: "SELECT 1".into(), description: String::new() }],
+                queries: vec![StoredQuery {
+                    name: "recent".into(),
+                    sql: "SELECT 1".into(),
+                    description: String::new(),
+                }],
                 paths: vec![],
             },
             false,
@@ -396,9 +393,11 @@ mod tests {
         assert!(rules.permits(&ObjectName::Query("recent".into()), "public"));
         assert!(!rules.permits(&ObjectName::Query("other".into()), "public"));
 
-        let files =
-            Rules::new(Allowlist { paths: vec!["events/*.parquet".into(), "a.csv".into()], ..Default::default() }, true)
-                .unwrap();
+        let files = Rules::new(
+            Allowlist { paths: vec!["events/*.parquet".into(), "a.csv".into()], ..Default::default() },
+            true,
+        )
+        .unwrap();
         assert!(files.permits(&ObjectName::Path("events/x.parquet".into()), ""));
         assert!(!files.permits(&ObjectName::Path("events/sub/x.parquet".into()), ""));
         assert!(files.permits(&ObjectName::Path("events/*.parquet".into()), ""));

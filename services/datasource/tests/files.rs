@@ -43,7 +43,9 @@ async fn csv_is_inspected_estimated_and_streamed() {
 
     let window = CursorWindow {
         field: "updated_at".into(),
-        after: Some(Value { kind: Some(Kind::TimestampValue(prost_types::Timestamp { seconds: 1_704_067_200, nanos: 0 })) }),
+        after: Some(Value {
+            kind: Some(Kind::TimestampValue(prost_types::Timestamp { seconds: 1_704_067_200, nanos: 0 })),
+        }),
         until: None,
     };
     let size = c.estimate(&object, true, Some(&window)).await.unwrap();

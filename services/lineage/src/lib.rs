@@ -33,6 +33,7 @@ pub async fn hosted(platform: &Platform) -> Result<Hosted, PulseError> {
 /// services of the process).
 pub fn hosted_with(lineage: Lineage, platform: &Platform) -> Hosted {
     Hosted::new(
-        LineageServiceServer::new(LineageGrpc::new(lineage)).max_decoding_message_size(platform.config.max_message_bytes),
+        LineageServiceServer::new(LineageGrpc::new(lineage))
+            .max_decoding_message_size(platform.config.max_message_bytes),
     )
 }

@@ -81,7 +81,9 @@ pub async fn run(only: Option<ServiceName>, args: ServeArgs) -> anyhow::Result<(
     let mut services = Vec::new();
     let mut opened = Opened::default();
     for name in names {
-        services.push(hosted(&platform, name, &mut opened).await.with_context(|| format!("starting the {name:?} service"))?);
+        services.push(
+            hosted(&platform, name, &mut opened).await.with_context(|| format!("starting the {name:?} service"))?,
+        );
     }
     let mut server = Server::bind(&platform, services).await?;
 

@@ -416,7 +416,9 @@ async fn an_extraction_killed_mid_job_resumes_to_the_same_hash() {
     let b = client.get_dataset_version("uninterrupted", 1).await.unwrap();
     assert_eq!(a.rows, 400_000);
     assert_eq!(a.sha256, b.sha256, "a resumed extraction hashes like an uninterrupted one");
-    let chunks = |v: &sn::DatasetVersion| v.manifest.as_ref().unwrap().chunks.iter().map(|c| c.sha256.clone()).collect::<Vec<_>>();
+    let chunks = |v: &sn::DatasetVersion| {
+        v.manifest.as_ref().unwrap().chunks.iter().map(|c| c.sha256.clone()).collect::<Vec<_>>()
+    };
     assert_eq!(chunks(&a), chunks(&b));
     assert_eq!(chunks(&a).len(), 20);
     // Only one version: nothing half-written became visible.

@@ -15,7 +15,9 @@ use pulse_proto::snapshot::v1 as sn;
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 9 {
-        eprintln!("usage: bench_extract <endpoint> <api-key> <postgres|mysql> <dsn> <table> <parallelism> <partition-column> <pk,cols>");
+        eprintln!(
+            "usage: bench_extract <endpoint> <api-key> <postgres|mysql> <dsn> <table> <parallelism> <partition-column> <pk,cols>"
+        );
         std::process::exit(2);
     }
     let client = Client::connect(&args[1], Some(&args[2])).await.expect("connect");

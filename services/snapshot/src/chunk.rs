@@ -176,11 +176,8 @@ mod tests {
     fn batch(schema: &SchemaRef, from: i64, n: i64) -> RecordBatch {
         let ids: Vec<i64> = (from..from + n).collect();
         let names: Vec<String> = ids.iter().map(|i| format!("row-{i}")).collect();
-        RecordBatch::try_new(
-            schema.clone(),
-            vec![Arc::new(Int64Array::from(ids)), Arc::new(StringArray::from(names))],
-        )
-        .unwrap()
+        RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(ids)), Arc::new(StringArray::from(names))])
+            .unwrap()
     }
 
     /// The same rows give the same chunk bytes however the source batched
@@ -189,8 +186,20 @@ mod tests {
     fn chunk_bytes_do_not_depend_on_batch_boundaries() {
         let schema = pulse_datasource::connector::values::arrow_schema(&Schema {
             columns: vec![
-                Column { name: "id".into(), data_type: DataType::Int as i32, source_type: "bigint".into(), nullable: false, primary_key: true },
-                Column { name: "name".into(), data_type: DataType::String as i32, source_type: "text".into(), nullable: true, primary_key: false },
+                Column {
+                    name: "id".into(),
+                    data_type: DataType::Int as i32,
+                    source_type: "bigint".into(),
+                    nullable: false,
+                    primary_key: true,
+                },
+                Column {
+                    name: "name".into(),
+                    data_type: DataType::String as i32,
+                    source_type: "text".into(),
+                    nullable: true,
+                    primary_key: false,
+                },
             ],
         });
         let run = |sizes: &[i64]| {

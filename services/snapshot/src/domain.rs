@@ -138,7 +138,9 @@ pub struct Snapshots {
 }
 
 #[derive(Default)]
-pub(crate) struct RangeStats(pub std::sync::Mutex<std::collections::HashMap<(String, usize), crate::stats::StatsAccumulator>>);
+pub(crate) struct RangeStats(
+    pub std::sync::Mutex<std::collections::HashMap<(String, usize), crate::stats::StatsAccumulator>>,
+);
 
 impl std::fmt::Debug for RangeStats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -183,7 +185,11 @@ impl Snapshots {
         Ok((record, job))
     }
 
-    pub(crate) async fn dataset_record(&self, tenant: &str, id: &str) -> Result<Option<(Record, DatasetRecord)>, SnapshotError> {
+    pub(crate) async fn dataset_record(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<(Record, DatasetRecord)>, SnapshotError> {
         match self.records.get(tenant, DATASET, id).await? {
             Some(r) => {
                 let d = r.decode()?;
@@ -228,7 +234,11 @@ impl Snapshots {
 
     // ------------------------------------------------------------ jobs
 
-    pub async fn start(&self, tenant: &str, req: pb::StartExtractionRequest) -> Result<pb::ExtractionJob, SnapshotError> {
+    pub async fn start(
+        &self,
+        tenant: &str,
+        req: pb::StartExtractionRequest,
+    ) -> Result<pb::ExtractionJob, SnapshotError> {
         check_resource_name("dataset", &req.dataset)?;
         if req.datasource_id.is_empty() {
             return Err(SnapshotError::invalid("datasource_id", "is required"));
@@ -324,7 +334,10 @@ impl Snapshots {
         if !partition_column.is_empty() {
             require_column(&schema, &partition_column, "partition_column")?;
         }
-        if inspected.kind == ObjectKind::StoredQuery as i32 && primary_key.is_empty() && mode == ExtractionMode::Incremental {
+        if inspected.kind == ObjectKind::StoredQuery as i32
+            && primary_key.is_empty()
+            && mode == ExtractionMode::Incremental
+        {
             return Err(SnapshotError::invalid(
                 "primary_key",
                 "is required to merge an incremental extraction of a stored query",
@@ -414,7 +427,8 @@ impl Snapshots {
                 }
             };
             job.status = next as i32;
-            let msg = if reason.is_empty() { "cancel requested".to_string() } else { format!("cancel requested: {reason}") };
+            let msg =
+                if reason.is_empty() { "cancel requested".to_string() } else { format!("cancel requested: {reason}") };
             timeline(&mut job, next, msg);
             let mut writes = Vec::new();
             if next == JobStatus::Canceled {
@@ -540,7 +554,13 @@ impl Snapshots {
         let mut out = Vec::new();
         let mut after = page.page_token.clone();
         loop {
-            let q = ListQuery { parent: Some(&req.dataset_id), after: &after, limit: limit + 1, newest_first: true, ..Default::default() };
+            let q = ListQuery {
+                parent: Some(&req.dataset_id),
+                after: &after,
+                limit: limit + 1,
+                newest_first: true,
+                ..Default::default()
+            };
             let rows = self.records.list(tenant, VERSION, q).await?;
             let exhausted = rows.len() <= limit as usize;
             for r in rows.iter().take(limit as usize) {
@@ -565,12 +585,22 @@ impl Snapshots {
         }
     }
 
-    pub async fn version(&self, tenant: &str, dataset: &str, version: u64) -> Result<pb::DatasetVersion, SnapshotError> {
+    pub async fn version(
+        &self,
+        tenant: &str,
+        dataset: &str,
+        version: u64,
+    ) -> Result<pb::DatasetVersion, SnapshotError> {
         Ok(self.version_record(tenant, dataset, version).await?.1)
     }
 
     /// The version to read, checked readable.
-    pub async fn readable(&self, tenant: &str, dataset: &str, version: u64) -> Result<pb::DatasetVersion, SnapshotError> {
+    pub async fn readable(
+        &self,
+        tenant: &str,
+        dataset: &str,
+        version: u64,
+    ) -> Result<pb::DatasetVersion, SnapshotError> {
         let v = self.version(tenant, dataset, version).await?;
         if v.state == DatasetVersionState::Expired as i32 {
             return Err(SnapshotError::Precondition(format!(
@@ -611,7 +641,13 @@ impl Snapshots {
         Ok(())
     }
 
-    pub async fn pin(&self, tenant: &str, dataset: &str, version: u64, reason: &str) -> Result<pb::Dataset, SnapshotError> {
+    pub async fn pin(
+        &self,
+        tenant: &str,
+        dataset: &str,
+        version: u64,
+        reason: &str,
+    ) -> Result<pb::Dataset, SnapshotError> {
         self.available(tenant, dataset, version, "version").await?;
         let reason = reason.to_string();
         self.update_dataset(tenant, dataset, |d| {
@@ -647,7 +683,13 @@ impl Snapshots {
         .await
     }
 
-    pub async fn rollback(&self, tenant: &str, dataset: &str, to: u64, reason: &str) -> Result<pb::Dataset, SnapshotError> {
+    pub async fn rollback(
+        &self,
+        tenant: &str,
+        dataset: &str,
+        to: u64,
+        reason: &str,
+    ) -> Result<pb::Dataset, SnapshotError> {
         let ds = self.dataset(tenant, dataset).await?;
         let (_, d) = self.dataset_required(tenant, dataset).await?;
         let target = if to == 0 {

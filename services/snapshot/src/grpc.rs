@@ -123,7 +123,10 @@ impl SnapshotService for SnapshotGrpc {
     ) -> Result<Response<pb::ListDatasetVersionsResponse>, Status> {
         let tenant = tenant(&req)?;
         let (versions, next) = self.snapshots.list_versions(&tenant, req.into_inner()).await.map_err(status)?;
-        Ok(Response::new(pb::ListDatasetVersionsResponse { versions, page: Some(PageResponse { next_page_token: next }) }))
+        Ok(Response::new(pb::ListDatasetVersionsResponse {
+            versions,
+            page: Some(PageResponse { next_page_token: next }),
+        }))
     }
 
     async fn get_dataset_version(
@@ -146,8 +149,9 @@ impl SnapshotService for SnapshotGrpc {
         let version = self.snapshots.readable(&tenant, &r.dataset_id, r.version).await.map_err(status)?;
         let manifest = version.manifest.clone().unwrap_or_default();
         let schema = manifest.schema.clone().unwrap_or_default();
-        let projected =
-            pulse_datasource::connector::project(&schema, &r.columns, "columns").map_err(SnapshotError::from).map_err(status)?;
+        let projected = pulse_datasource::connector::project(&schema, &r.columns, "columns")
+            .map_err(SnapshotError::from)
+            .map_err(status)?;
         for (i, c) in r.chunks.iter().enumerate() {
             if *c as usize >= manifest.chunks.len() {
                 return Err(status(SnapshotError::invalid(
@@ -159,7 +163,8 @@ impl SnapshotService for SnapshotGrpc {
         let objects = self.snapshots.tenant_objects(&tenant).map_err(status)?;
         let arrow = pulse_datasource::connector::values::arrow_schema(&projected);
         let mut framer = pulse_datasource::ipc::IpcFramer::new(&arrow).map_err(SnapshotError::from).map_err(status)?;
-        let rows = read_version(objects, manifest, r.columns.clone(), r.chunks.clone(), (r.limit > 0).then_some(r.limit));
+        let rows =
+            read_version(objects, manifest, r.columns.clone(), r.chunks.clone(), (r.limit > 0).then_some(r.limit));
         let stream = async_stream::try_stream! {
             yield pb::ReadChunk {
                 sequence: 0,

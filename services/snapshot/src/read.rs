@@ -50,17 +50,29 @@ struct Replaced {
 }
 
 impl Replaced {
-    fn skip_mask(&self, layer: u64, batch: &RecordBatch, key: &[String]) -> Result<Option<BooleanArray>, SnapshotError> {
+    fn skip_mask(
+        &self,
+        layer: u64,
+        batch: &RecordBatch,
+        key: &[String],
+    ) -> Result<Option<BooleanArray>, SnapshotError> {
         let Some((_, set)) = self.newer_than.iter().find(|(v, _)| *v == layer) else { return Ok(None) };
         if set.is_empty() {
             return Ok(None);
         }
         let cols = key
             .iter()
-            .map(|k| batch.column_by_name(k).cloned().ok_or_else(|| SnapshotError::Precondition(format!("key column {k} missing"))))
+            .map(|k| {
+                batch
+                    .column_by_name(k)
+                    .cloned()
+                    .ok_or_else(|| SnapshotError::Precondition(format!("key column {k} missing")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let rows = self.converter.convert_columns(&cols)?;
-        Ok(Some(BooleanArray::from((0..batch.num_rows()).map(|i| !set.contains(rows.row(i).as_ref())).collect::<Vec<_>>())))
+        Ok(Some(BooleanArray::from(
+            (0..batch.num_rows()).map(|i| !set.contains(rows.row(i).as_ref())).collect::<Vec<_>>(),
+        )))
     }
 }
 

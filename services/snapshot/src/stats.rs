@@ -232,7 +232,10 @@ impl ColumnAcc {
                     self.buf.extend(a.iter().flatten().map(|v| v as f64));
                     self.numeric_batch();
                     if let (Some(lo), Some(hi)) = (arrow::compute::min(a), arrow::compute::max(a)) {
-                        self.extremes(Value { kind: Some(Kind::IntValue(lo)) }, Value { kind: Some(Kind::IntValue(hi)) });
+                        self.extremes(
+                            Value { kind: Some(Kind::IntValue(lo)) },
+                            Value { kind: Some(Kind::IntValue(hi)) },
+                        );
                     }
                 }
             }
@@ -302,7 +305,8 @@ impl ColumnAcc {
                     && let (Some(lo), Some(hi)) = (arrow::compute::min(a), arrow::compute::max(a))
                 {
                     let date = |d: i32| {
-                        let day = chrono::DateTime::from_timestamp(i64::from(d) * 86_400, 0).unwrap_or_default().date_naive();
+                        let day =
+                            chrono::DateTime::from_timestamp(i64::from(d) * 86_400, 0).unwrap_or_default().date_naive();
                         Value { kind: Some(Kind::DateValue(day.format("%Y-%m-%d").to_string())) }
                     };
                     self.extremes(date(lo), date(hi));
@@ -366,10 +370,8 @@ impl ColumnAcc {
                     // Scale sampled counts to the column's size.
                     let scale = self.n as f64 / s.len() as f64;
                     let counts = counts.iter().map(|c| (*c as f64 * scale).round() as u64).collect();
-                    out.histogram = Some(Histogram {
-                        bounds: (0..=BINS).map(|i| lo + width * i as f64).collect(),
-                        counts,
-                    });
+                    out.histogram =
+                        Some(Histogram { bounds: (0..=BINS).map(|i| lo + width * i as f64).collect(), counts });
                     out.approximate = self.seen as usize > SAMPLE;
                 }
                 // Integer columns with few values are categories too.
@@ -412,7 +414,12 @@ pub struct StatsAccumulator {
 impl StatsAccumulator {
     pub fn new(schema: &SchemaRef) -> Self {
         Self {
-            columns: schema.fields().iter().enumerate().map(|(i, f)| ColumnAcc::new(i, f.name(), f.data_type())).collect(),
+            columns: schema
+                .fields()
+                .iter()
+                .enumerate()
+                .map(|(i, f)| ColumnAcc::new(i, f.name(), f.data_type()))
+                .collect(),
         }
     }
 
@@ -479,9 +486,8 @@ mod tests {
     #[test]
     fn merged_statistics_equal_one_pass() {
         let schema = Arc::new(Schema::new(vec![Field::new("x", ArrowType::Int64, true)]));
-        let batch = |v: Vec<Option<i64>>| {
-            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(v))]).unwrap()
-        };
+        let batch =
+            |v: Vec<Option<i64>>| RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(v))]).unwrap();
         let (a, b) = (batch(vec![Some(5), Some(-2), None]), batch(vec![Some(9), Some(1)]));
         let mut one = StatsAccumulator::new(&schema);
         one.add(&a);

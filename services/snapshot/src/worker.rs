@@ -21,8 +21,8 @@ use pulse_proto::snapshot::v1::{DatasetVersionState, ExtractionMode};
 
 use crate::chunk::Chunker;
 use crate::domain::{
-    ChunkState, DATASET, JOB, JobRecord, JobState, RangeState, Snapshots, VERSION, is_final, job_status,
-    status_name, timeline, version_id,
+    ChunkState, DATASET, JOB, JobRecord, JobState, RangeState, Snapshots, VERSION, is_final, job_status, status_name,
+    timeline, version_id,
 };
 use crate::error::SnapshotError;
 use crate::read::read_version;
@@ -133,7 +133,13 @@ impl Snapshots {
     /// Read-modify-write of a job held by this worker. Fails with
     /// `LeaseLost` when another worker took it, `Canceled` when a cancel
     /// arrived (unless `allow_cancel`).
-    async fn update_job<F>(&self, tenant: &str, id: &str, allow_cancel: bool, mut change: F) -> Result<JobRecord, SnapshotError>
+    async fn update_job<F>(
+        &self,
+        tenant: &str,
+        id: &str,
+        allow_cancel: bool,
+        mut change: F,
+    ) -> Result<JobRecord, SnapshotError>
     where
         F: FnMut(&mut pb::ExtractionJob, &mut JobState) -> Vec<Write>,
     {
@@ -196,7 +202,8 @@ impl Snapshots {
             }
             Err(e) => {
                 let code = pulse_common::error::ServiceError::code(&e);
-                let retryable = e.is_transient() || !matches!(e, SnapshotError::Source(pulse_datasource::DatasourceError::SchemaChanged(_)));
+                let retryable = e.is_transient()
+                    || !matches!(e, SnapshotError::Source(pulse_datasource::DatasourceError::SchemaChanged(_)));
                 let message = pulse_common::error::ServiceError::public_message(&e);
                 tracing::warn!(job = %id, error = %e, "extraction failed");
                 self.update_job(tenant, id, true, |job, _| {
@@ -294,21 +301,29 @@ impl Snapshots {
         };
         let cursor_until = until.clone().or_else(|| after.clone());
         let window = match mode {
-            ExtractionMode::Incremental if base_version > 0 => {
-                Some(CursorWindow { field: job.cursor_field.clone(), after: after.clone(), until: cursor_until.clone() })
-            }
+            ExtractionMode::Incremental if base_version > 0 => Some(CursorWindow {
+                field: job.cursor_field.clone(),
+                after: after.clone(),
+                until: cursor_until.clone(),
+            }),
             _ => None,
         };
         let mut ranges = vec![RangeState { range: None, include_nulls: true, ..Default::default() }];
         if job.parallelism > 1 && !job.partition_column.is_empty() {
-            let bounds =
-                open.connector.column_bounds(&open.object, &job.partition_column, job.parallelism, window.as_ref()).await?;
+            let bounds = open
+                .connector
+                .column_bounds(&open.object, &job.partition_column, job.parallelism, window.as_ref())
+                .await?;
             let plan = plan_from_bounds(bounds);
             ranges = plan
                 .ranges
                 .into_iter()
                 .enumerate()
-                .map(|(i, r)| RangeState { range: Some(r), include_nulls: i as u32 == plan.null_range, ..Default::default() })
+                .map(|(i, r)| RangeState {
+                    range: Some(r),
+                    include_nulls: i as u32 == plan.null_range,
+                    ..Default::default()
+                })
                 .collect();
         }
         let rec = self
@@ -385,7 +400,8 @@ impl Snapshots {
             .await?;
             committed = 0;
         }
-        let after_key = if keyset { range.chunks.last().map(|c| c.last_key.clone()).unwrap_or_default() } else { Vec::new() };
+        let after_key =
+            if keyset { range.chunks.last().map(|c| c.last_key.clone()).unwrap_or_default() } else { Vec::new() };
         let mode = ExtractionMode::try_from(job.mode).unwrap_or(ExtractionMode::Full);
         let cursor = match (mode, &job.cursor_range) {
             (ExtractionMode::Incremental, Some(c)) if plan.base_version > 0 => Some(CursorWindow {
@@ -424,7 +440,12 @@ impl Snapshots {
                 return Err(SnapshotError::Source(pulse_datasource::DatasourceError::SchemaChanged(format!(
                     "{} now answers columns {:?}",
                     job.object,
-                    batch.schema().fields().iter().map(|f| format!("{}:{}", f.name(), f.data_type())).collect::<Vec<_>>()
+                    batch
+                        .schema()
+                        .fields()
+                        .iter()
+                        .map(|f| format!("{}:{}", f.name(), f.data_type()))
+                        .collect::<Vec<_>>()
                 ))));
             }
             // Encoding is CPU work: let the runtime move other tasks away.
@@ -482,11 +503,8 @@ impl Snapshots {
                 Err(e) => return Err(e.into()),
             }
         }
-        let last_key: Vec<_> = job
-            .primary_key
-            .iter()
-            .filter_map(|k| last.column_by_name(k).map(|a| value_at(a.as_ref(), 0)))
-            .collect();
+        let last_key: Vec<_> =
+            job.primary_key.iter().filter_map(|k| last.column_by_name(k).map(|a| value_at(a.as_ref(), 0))).collect();
         let chunk = ChunkState { key, rows: rows as u64, bytes: size, sha256, last_key };
         self.update_job(tenant, &job.id, false, |job, state| {
             state.ranges[range].chunks.push(chunk.clone());
@@ -631,7 +649,11 @@ impl Snapshots {
             if let Some(p) = &mut done_job.progress {
                 p.phase = format!("committed version {version}");
             }
-            timeline(&mut done_job, JobStatus::Succeeded, format!("committed {}@{version} ({rows} rows)", job.dataset_id));
+            timeline(
+                &mut done_job,
+                JobStatus::Succeeded,
+                format!("committed {}@{version} ({rows} rows)", job.dataset_id),
+            );
             let (job_record, mut jr) = self.job_record(tenant, id).await?;
             if jr.state.as_ref().is_none_or(|s| s.lease_worker != self.worker_id) {
                 return Err(SnapshotError::LeaseLost);
@@ -679,7 +701,8 @@ impl Snapshots {
     /// read by this process, merged in range order; `None` otherwise.
     fn streamed_stats(&self, job_id: &str, state: &JobState) -> Option<StatsAccumulator> {
         let mut map = self.range_stats.0.lock().unwrap_or_else(|p| p.into_inner());
-        let complete = state.base_version == 0 && (0..state.ranges.len()).all(|i| map.contains_key(&(job_id.to_string(), i)));
+        let complete =
+            state.base_version == 0 && (0..state.ranges.len()).all(|i| map.contains_key(&(job_id.to_string(), i)));
         let parts: Vec<_> = (0..state.ranges.len()).filter_map(|i| map.remove(&(job_id.to_string(), i))).collect();
         if !complete {
             return None;
@@ -750,7 +773,11 @@ fn mode_name(mode: i32) -> String {
 /// The version's SHA-256: over the canonical encoding of the schema, source
 /// object, cursor range, primary key and chunk digests in order — nothing
 /// that differs between an interrupted and an uninterrupted run.
-pub fn manifest_digest(schema: &pulse_proto::common::v1::Schema, source: &pb::VersionSource, chunks: &[pb::Chunk]) -> String {
+pub fn manifest_digest(
+    schema: &pulse_proto::common::v1::Schema,
+    source: &pb::VersionSource,
+    chunks: &[pb::Chunk],
+) -> String {
     #[derive(Clone, PartialEq, prost::Message)]
     struct Digest {
         #[prost(message, optional, tag = "1")]

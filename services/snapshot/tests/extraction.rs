@@ -126,7 +126,9 @@ async fn full_then_incremental(postgres: bool) {
 
     let v = client.validate_datasource(&d.id).await.unwrap();
     assert!(v.ok, "{v:?}");
-    assert!(v.checks.iter().any(|c| c.name == "object:public.ai_orders_v1" && c.status == ds::CheckStatus::Passed as i32));
+    assert!(
+        v.checks.iter().any(|c| c.name == "object:public.ai_orders_v1" && c.status == ds::CheckStatus::Passed as i32)
+    );
     // The test role is a superuser: a warning, not a failure.
     assert!(!v.read_only);
 
@@ -337,9 +339,11 @@ async fn column_subset_and_changed_schema() {
 
     // The view loses a column the dataset has: the next extraction fails,
     // saying which column.
-    pg.batch_execute("DROP VIEW ai_orders_v1; CREATE VIEW ai_orders_v1 AS SELECT id, customer, updated_at FROM orders;")
-        .await
-        .unwrap();
+    pg.batch_execute(
+        "DROP VIEW ai_orders_v1; CREATE VIEW ai_orders_v1 AS SELECT id, customer, updated_at FROM orders;",
+    )
+    .await
+    .unwrap();
     let mut req = extraction(&d.id, "slim", sn::ExtractionMode::Full);
     req.columns = vec!["id".into(), "amount".into()];
     let err = client.start_extraction(req, "").await.unwrap_err();
@@ -460,8 +464,9 @@ async fn a_csv_file_snapshots_like_a_table() {
     .await;
     let client = Client::connect(&sb.endpoint, Some(&sb.tenant_a.1)).await.unwrap();
     let csv = data.path().join("orders.csv");
-    let mut rows: Vec<(i64, &str, f64, &str)> =
-        (1..=250).map(|i| (i, if i % 2 == 0 { "acme" } else { "globex" }, i as f64 * 1.5, "2024-01-01T00:00:00")).collect();
+    let mut rows: Vec<(i64, &str, f64, &str)> = (1..=250)
+        .map(|i| (i, if i % 2 == 0 { "acme" } else { "globex" }, i as f64 * 1.5, "2024-01-01T00:00:00"))
+        .collect();
     write_csv(&csv, &rows);
     let d = client.register_datasource(files_request("orders-csv", data.path(), &["orders.csv"]), "").await.unwrap();
     let v = client.validate_datasource(&d.id).await.unwrap();
@@ -478,7 +483,12 @@ async fn a_csv_file_snapshots_like_a_table() {
     use pulse_proto::common::v1::DataType as T;
     assert_eq!(
         types,
-        [("id".into(), T::Int), ("customer".into(), T::String), ("amount".into(), T::Float), ("updated_at".into(), T::Timestamp)]
+        [
+            ("id".into(), T::Int),
+            ("customer".into(), T::String),
+            ("amount".into(), T::Float),
+            ("updated_at".into(), T::Timestamp)
+        ]
     );
     let req = |mode: sn::ExtractionMode| sn::StartExtractionRequest {
         datasource_id: d.id.clone(),

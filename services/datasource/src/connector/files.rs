@@ -65,7 +65,8 @@ impl FileConnector {
                 return Err(DatasourceError::invalid("connection.object_storage.uri", "must be file:///absolute/dir/"));
             }
             let resolved = dir.canonicalize().unwrap_or_else(|_| dir.clone());
-            let roots: Vec<PathBuf> = allowed_roots.iter().map(|r| r.canonicalize().unwrap_or_else(|_| r.clone())).collect();
+            let roots: Vec<PathBuf> =
+                allowed_roots.iter().map(|r| r.canonicalize().unwrap_or_else(|_| r.clone())).collect();
             if !roots.iter().any(|r| resolved.starts_with(r)) {
                 return Err(DatasourceError::Forbidden(format!(
                     "{} is outside the directories this server may read ({}); an operator can allow it with the \
@@ -78,7 +79,10 @@ impl FileConnector {
         } else if let Some(rest) = uri.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(DatasourceError::invalid("connection.object_storage.uri", "must name a bucket: s3://bucket/prefix/"));
+                return Err(DatasourceError::invalid(
+                    "connection.object_storage.uri",
+                    "must name a bucket: s3://bucket/prefix/",
+                ));
             }
             let region = if settings.region.is_empty() { "us-east-1".to_string() } else { settings.region.clone() };
             let mut loader =
@@ -97,7 +101,8 @@ impl FileConnector {
             }
             let shared = loader.load().await;
             let conf = aws_sdk_s3::config::Builder::from(&shared).force_path_style(settings.force_path_style).build();
-            let prefix = if prefix.is_empty() || prefix.ends_with('/') { prefix.to_string() } else { format!("{prefix}/") };
+            let prefix =
+                if prefix.is_empty() || prefix.ends_with('/') { prefix.to_string() } else { format!("{prefix}/") };
             Root::S3 {
                 client: aws_sdk_s3::Client::from_conf(conf),
                 bucket: bucket.to_string(),
@@ -121,7 +126,9 @@ impl FileConnector {
             _ if path.ends_with(".csv") || path.ends_with(".tsv") || path.ends_with(".txt") => Ok(Format::Csv),
             _ => Err(DatasourceError::invalid(
                 "object",
-                format!("cannot tell the format of '{path}' from its extension; use .parquet or .csv, or set the datasource's format"),
+                format!(
+                    "cannot tell the format of '{path}' from its extension; use .parquet or .csv, or set the datasource's format"
+                ),
             )),
         }
     }
@@ -205,7 +212,10 @@ impl FileConnector {
                 // under the datasource's directory.
                 let resolved = path.canonicalize().map_err(|_| DatasourceError::ObjectMissing(file.path.clone()))?;
                 if !resolved.starts_with(dir) {
-                    return Err(DatasourceError::Forbidden(format!("'{}' resolves outside the datasource's directory", file.path)));
+                    return Err(DatasourceError::Forbidden(format!(
+                        "'{}' resolves outside the datasource's directory",
+                        file.path
+                    )));
                 }
                 Ok((File::open(&resolved).map_err(|e| DatasourceError::Source(format!("{}: {e}", file.path)))?, None))
             }
@@ -255,7 +265,8 @@ impl FileConnector {
                 Ok((builder.schema().clone(), Some(rows)))
             }
             Format::Csv => {
-                let rows = if self.settings.csv.infer_rows == 0 { 10_000 } else { self.settings.csv.infer_rows as usize };
+                let rows =
+                    if self.settings.csv.infer_rows == 0 { 10_000 } else { self.settings.csv.infer_rows as usize };
                 let (schema, _) = self
                     .csv_format()?
                     .infer_schema(file, Some(rows))
@@ -267,7 +278,10 @@ impl FileConnector {
 
     /// Logical schema of an object (all files must agree), its files and
     /// their stored schema.
-    async fn describe(&self, object: &ObjectName) -> Result<(Schema, Vec<FileRef>, SchemaRef, Option<u64>), DatasourceError> {
+    async fn describe(
+        &self,
+        object: &ObjectName,
+    ) -> Result<(Schema, Vec<FileRef>, SchemaRef, Option<u64>), DatasourceError> {
         let files = self.files(object).await?;
         let mut first: Option<(SchemaRef, Schema)> = None;
         let mut rows = Some(0u64);
@@ -288,7 +302,13 @@ impl FileConnector {
             }
             match &first {
                 None => first = Some((schema, logical)),
-                Some((_, expected)) if logical.columns.iter().map(|c| (&c.name, c.data_type)).ne(expected.columns.iter().map(|c| (&c.name, c.data_type))) => {
+                Some((_, expected))
+                    if logical
+                        .columns
+                        .iter()
+                        .map(|c| (&c.name, c.data_type))
+                        .ne(expected.columns.iter().map(|c| (&c.name, c.data_type))) =>
+                {
                     return Err(DatasourceError::Source(format!(
                         "'{}' does not have the columns of '{}'; the files of one object must share a schema",
                         f.path, files[0].path
@@ -435,9 +455,10 @@ fn scalar(v: &Value, t: &ArrowType) -> Result<ArrayRef, DatasourceError> {
         Some(Kind::IntValue(i)) => Arc::new(arrow::array::Int64Array::from(vec![*i])),
         Some(Kind::FloatValue(f)) => Arc::new(arrow::array::Float64Array::from(vec![*f])),
         Some(Kind::BoolValue(b)) => Arc::new(arrow::array::BooleanArray::from(vec![*b])),
-        Some(Kind::TimestampValue(ts)) => {
-            Arc::new(arrow::array::TimestampMicrosecondArray::from(vec![proto_to_micros(ts)]).with_timezone(crate::connector::values::UTC))
-        }
+        Some(Kind::TimestampValue(ts)) => Arc::new(
+            arrow::array::TimestampMicrosecondArray::from(vec![proto_to_micros(ts)])
+                .with_timezone(crate::connector::values::UTC),
+        ),
         Some(Kind::BinaryValue(b)) => Arc::new(arrow::array::BinaryArray::from(vec![b.as_slice()])),
         Some(Kind::DecimalValue(s) | Kind::StringValue(s) | Kind::DateValue(s) | Kind::UuidValue(s)) => {
             Arc::new(arrow::array::StringArray::from(vec![s.as_str()]))
@@ -462,7 +483,10 @@ fn and(a: Option<BooleanArray>, b: BooleanArray) -> Result<Option<BooleanArray>,
 fn filter(batch: &RecordBatch, spec: &ReadSpec) -> Result<RecordBatch, DatasourceError> {
     let mut mask: Option<BooleanArray> = None;
     let column = |name: &str| {
-        batch.column_by_name(name).cloned().ok_or_else(|| DatasourceError::SchemaChanged(format!("column '{name}' is missing")))
+        batch
+            .column_by_name(name)
+            .cloned()
+            .ok_or_else(|| DatasourceError::SchemaChanged(format!("column '{name}' is missing")))
     };
     if let Some(w) = &spec.cursor {
         let c = column(&w.field)?;
@@ -521,10 +545,9 @@ impl Connector for FileConnector {
         };
         let started = Instant::now();
         let listed = match &self.root {
-            Root::Local(dir) if !dir.is_dir() => Err(DatasourceError::Unavailable(format!(
-                "{} is not a directory the server can read",
-                dir.display()
-            ))),
+            Root::Local(dir) if !dir.is_dir() => {
+                Err(DatasourceError::Unavailable(format!("{} is not a directory the server can read", dir.display())))
+            }
             _ => self.all_files().await,
         };
         match listed {
@@ -537,7 +560,12 @@ impl Connector for FileConnector {
                 out.checks.push(check("read_only", CheckStatus::Passed, "Pulse only reads object storage", started));
             }
             Err(e) => {
-                out.checks.push(check("reachable", CheckStatus::Failed, format!("{e}; check the URI and credentials"), started));
+                out.checks.push(check(
+                    "reachable",
+                    CheckStatus::Failed,
+                    format!("{e}; check the URI and credentials"),
+                    started,
+                ));
                 for name in ["authenticated", "read_only"] {
                     out.checks.push(check(name, CheckStatus::Skipped, "not tried: an earlier check failed", started));
                 }
@@ -591,7 +619,14 @@ impl Connector for FileConnector {
         let (logical, files, _, rows) = self.describe(object).await?;
         let bytes = files.iter().map(|f| f.size).sum();
         if let (Some(rows), None, _) = (rows, cursor, exact) {
-            return Ok(ObjectSize { object: object.canonical(), rows, bytes, exact: true, method: "parquet footer".into(), cursor_max: None });
+            return Ok(ObjectSize {
+                object: object.canonical(),
+                rows,
+                bytes,
+                exact: true,
+                method: "parquet footer".into(),
+                cursor_max: None,
+            });
         }
         let columns = cursor.map(|c| vec![c.field.clone()]).unwrap_or_else(|| vec![logical.columns[0].name.clone()]);
         let projected = project(&logical, &columns, "cursor_field")?;
@@ -645,7 +680,8 @@ impl Connector for FileConnector {
             return Ok(ColumnBounds::default());
         }
         let all = arrow::compute::concat(&refs)?;
-        let sorted = arrow::compute::sort(&all, Some(arrow::compute::SortOptions { descending: false, nulls_first: false }))?;
+        let sorted =
+            arrow::compute::sort(&all, Some(arrow::compute::SortOptions { descending: false, nulls_first: false }))?;
         let valid = sorted.len() - sorted.null_count();
         if valid == 0 {
             return Ok(ColumnBounds::default());

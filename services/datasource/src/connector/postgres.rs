@@ -295,11 +295,8 @@ impl PostgresConnector {
                 })
             }
             ObjectName::Query(q) => {
-                let sql = self
-                    .settings
-                    .queries
-                    .get(q)
-                    .ok_or_else(|| DatasourceError::ObjectMissing(object.canonical()))?;
+                let sql =
+                    self.settings.queries.get(q).ok_or_else(|| DatasourceError::ObjectMissing(object.canonical()))?;
                 let stmt = client
                     .prepare(&format!("SELECT * FROM ({}) AS pulse_q", sql.trim().trim_end_matches(';')))
                     .await
@@ -322,7 +319,9 @@ impl PostgresConnector {
                     comment: String::new(),
                 })
             }
-            ObjectName::Path(_) => Err(DatasourceError::invalid("object", "PostgreSQL objects are tables, views or queries")),
+            ObjectName::Path(_) => {
+                Err(DatasourceError::invalid("object", "PostgreSQL objects are tables, views or queries"))
+            }
         }
     }
 
@@ -600,7 +599,8 @@ impl Connector for PostgresConnector {
         }
         let mut splits = Vec::new();
         if count > 1 {
-            let fractions: Vec<String> = (1..count).map(|i| format!("{:.6}", f64::from(i) / f64::from(count))).collect();
+            let fractions: Vec<String> =
+                (1..count).map(|i| format!("{:.6}", f64::from(i) / f64::from(count))).collect();
             let mut f = sql::Filter::new(&PgLiterals);
             if let Some(w) = cursor {
                 f.cursor(w);
@@ -655,9 +655,13 @@ impl Connector for PostgresConnector {
         let cols: Vec<PgColumn> = wanted
             .columns
             .iter()
-            .map(|w| obj.columns.iter().find(|c| c.column.name == w.name).cloned().ok_or_else(|| {
-                DatasourceError::SchemaChanged(format!("column '{}' disappeared", w.name))
-            }))
+            .map(|w| {
+                obj.columns
+                    .iter()
+                    .find(|c| c.column.name == w.name)
+                    .cloned()
+                    .ok_or_else(|| DatasourceError::SchemaChanged(format!("column '{}' disappeared", w.name)))
+            })
             .collect::<Result<_, _>>()?;
         let select_list: Vec<String> = cols
             .iter()
@@ -740,11 +744,15 @@ fn pg_read_error(endpoint: &str, e: &tokio_postgres::Error) -> DatasourceError {
     if let Some(db) = e.as_db_error() {
         use tokio_postgres::error::SqlState;
         let code = db.code();
-        if *code == SqlState::UNDEFINED_COLUMN || *code == SqlState::UNDEFINED_TABLE || *code == SqlState::DATATYPE_MISMATCH
+        if *code == SqlState::UNDEFINED_COLUMN
+            || *code == SqlState::UNDEFINED_TABLE
+            || *code == SqlState::DATATYPE_MISMATCH
         {
             return DatasourceError::SchemaChanged(describe(e));
         }
-        if *code == SqlState::ADMIN_SHUTDOWN || *code == SqlState::CANNOT_CONNECT_NOW || *code == SqlState::T_R_SERIALIZATION_FAILURE
+        if *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW
+            || *code == SqlState::T_R_SERIALIZATION_FAILURE
         {
             return DatasourceError::Unavailable(describe(e));
         }

@@ -76,7 +76,12 @@ pub fn arrow_schema(schema: &Schema) -> SchemaRef {
                 let mut meta = std::collections::HashMap::new();
                 meta.insert(
                     META_KEY.to_string(),
-                    format!("{};{};{}", data_type_name(c.data_type), if c.primary_key { "pk" } else { "" }, c.source_type),
+                    format!(
+                        "{};{};{}",
+                        data_type_name(c.data_type),
+                        if c.primary_key { "pk" } else { "" },
+                        c.source_type
+                    ),
                 );
                 Field::new(&c.name, arrow_type(c), c.nullable).with_metadata(meta)
             })
@@ -196,7 +201,9 @@ pub fn value_at(array: &dyn Array, row: usize) -> Value {
     }
     let any = array.as_any();
     let kind = match array.data_type() {
-        ArrowType::Boolean => Kind::BoolValue(any.downcast_ref::<BooleanArray>().map(|a| a.value(row)).unwrap_or(false)),
+        ArrowType::Boolean => {
+            Kind::BoolValue(any.downcast_ref::<BooleanArray>().map(|a| a.value(row)).unwrap_or(false))
+        }
         ArrowType::Int64 => Kind::IntValue(any.downcast_ref::<Int64Array>().map(|a| a.value(row)).unwrap_or(0)),
         ArrowType::Float64 => Kind::FloatValue(any.downcast_ref::<Float64Array>().map(|a| a.value(row)).unwrap_or(0.0)),
         ArrowType::Decimal128(_, _) => match any.downcast_ref::<Decimal128Array>() {
@@ -269,7 +276,12 @@ pub fn check_value_for(field: &str, value: &Value, col: &Column) -> Result<(), D
     if !ok {
         return Err(DatasourceError::invalid(
             field,
-            format!("a {} value does not fit column '{}' of type {}", kind_name(kind), col.name, data_type_name(col.data_type)),
+            format!(
+                "a {} value does not fit column '{}' of type {}",
+                kind_name(kind),
+                col.name,
+                data_type_name(col.data_type)
+            ),
         ));
     }
     if let Kind::UuidValue(u) | Kind::StringValue(u) = kind
@@ -309,7 +321,9 @@ pub fn is_decimal_text(s: &str) -> bool {
 
 pub fn is_uuid_text(s: &str) -> bool {
     s.len() == 36
-        && s.bytes().enumerate().all(|(i, b)| if [8, 13, 18, 23].contains(&i) { b == b'-' } else { b.is_ascii_hexdigit() })
+        && s.bytes()
+            .enumerate()
+            .all(|(i, b)| if [8, 13, 18, 23].contains(&i) { b == b'-' } else { b.is_ascii_hexdigit() })
 }
 
 /// Orders two scalars of the same kind (used to keep split points ascending).
@@ -374,7 +388,8 @@ mod tests {
 
     #[test]
     fn values_are_read_out_of_arrays() {
-        let a: ArrayRef = Arc::new(Decimal128Array::from(vec![Some(1250), None]).with_precision_and_scale(10, 2).unwrap());
+        let a: ArrayRef =
+            Arc::new(Decimal128Array::from(vec![Some(1250), None]).with_precision_and_scale(10, 2).unwrap());
         assert_eq!(value_at(&a, 0).kind, Some(Kind::DecimalValue("12.50".into())));
         assert_eq!(value_at(&a, 1).kind, None);
         let t: ArrayRef = Arc::new(TimestampMicrosecondArray::from(vec![-1_500_000]).with_timezone(UTC));
