@@ -20,7 +20,7 @@ use pulse_proto::datasource::v1::{ConnectorKind, Value};
 
 use crate::connector::files::FileConnector;
 use crate::connector::postgres::PostgresConnector;
-// PENDING-HELPERS: use crate::connector::mysql::MysqlConnector;
+use crate::connector::mysql::MysqlConnector;
 // PENDING-HELPERS: use crate::connector::sqlserver::SqlServerConnector;
 use crate::connector::values::check_value_for;
 use crate::connector::{
@@ -476,8 +476,14 @@ impl Datasources {
                 let settings = SqlSettings { dsn, connect_timeout, statement_timeout, max_connections, queries };
                 match kind {
                     ConnectorKind::Postgres => Arc::new(PostgresConnector::new(settings)?),
-                    // PENDING-HELPERS: ConnectorKind::Mysql => Arc::new(MysqlConnector::new(settings)?),
+                    ConnectorKind::Mysql => Arc::new(MysqlConnector::new(settings)?),
                     // PENDING-HELPERS: ConnectorKind::Sqlserver => Arc::new(SqlServerConnector::new(settings)?),
+                    ConnectorKind::Sqlserver => {
+                        let _ = settings;
+                        return Err(DatasourceError::Unimplemented(
+                            "the sqlserver connector is not in this build yet; use postgres, mysql or object_storage".into(),
+                        ));
+                    }
                     _ => return Err(DatasourceError::Precondition("connector and connection disagree".into())),
                 }
             }

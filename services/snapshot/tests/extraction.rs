@@ -547,3 +547,56 @@ async fn a_csv_file_snapshots_like_a_table() {
     other.object = "secrets.csv".into();
     assert_eq!(code(client.start_extraction(other, "").await.unwrap_err()), Code::PermissionDenied);
 }
+
+fn mariadb(sql: &str) {
+    let out = std::process::Command::new("mysql")
+        .args(["-h", "127.0.0.1", "-P", "3306", "-u", "root", "-e", sql])
+        .output()
+        .expect("the mysql client is installed");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The same journey on MariaDB: a full snapshot, then an incremental one
+/// merged by key.
+#[tokio::test]
+async fn mariadb_full_then_incremental() {
+    let db = format!("pulse_snap_{}", std::process::id());
+    mariadb(&format!(
+        "DROP DATABASE IF EXISTS {db}; CREATE DATABASE {db}; USE {db};
+         CREATE TABLE orders (id BIGINT PRIMARY KEY, customer VARCHAR(20), amount DECIMAL(12,2), updated_at DATETIME(6) NOT NULL);
+         INSERT INTO orders SELECT seq, CONCAT('c', seq % 7), seq * 1.25, TIMESTAMP('2024-01-01') + INTERVAL seq MINUTE
+         FROM seq_1_to_500;"
+    ));
+    let sb = sandbox(false).await;
+    let client = Client::connect(&sb.endpoint, Some(&sb.tenant_a.1)).await.unwrap();
+    let mut reg = register_request("maria", &format!("mysql://root@127.0.0.1:3306/{db}"));
+    reg.connector = ds::ConnectorKind::Mysql as i32;
+    reg.allowlist = Some(ds::Allowlist { objects: vec!["orders".into()], ..Default::default() });
+    let d = client.register_datasource(reg, "").await.unwrap();
+    assert!(client.validate_datasource(&d.id).await.unwrap().ok);
+    let req = |mode: sn::ExtractionMode| sn::StartExtractionRequest {
+        datasource_id: d.id.clone(),
+        object: "orders".into(),
+        dataset: "maria-orders".into(),
+        mode: mode as i32,
+        cursor_field: "updated_at".into(),
+        chunk_rows: 200,
+        parallelism: 2,
+        ..Default::default()
+    };
+    let job = wait(&client, &client.start_extraction(req(sn::ExtractionMode::Full), "").await.unwrap().id).await;
+    assert_eq!(job.status, JobStatus::Succeeded as i32, "{job:?}");
+    assert_eq!(job.primary_key, ["id"], "the declared primary key is the default");
+    assert_eq!(client.get_dataset_version("maria-orders", 1).await.unwrap().rows, 500);
+    mariadb(&format!(
+        "USE {db}; INSERT INTO orders VALUES (501, 'new', 1.00, NOW(6));
+         UPDATE orders SET amount = 0.01, updated_at = NOW(6) WHERE id = 7;"
+    ));
+    let job = wait(&client, &client.start_extraction(req(sn::ExtractionMode::Incremental), "").await.unwrap().id).await;
+    assert_eq!(job.status, JobStatus::Succeeded as i32, "{job:?}");
+    let rows = read_rows(&client, "maria-orders", 2).await;
+    assert_eq!(rows.len(), 501);
+    assert_eq!(rows[6], (7, "c0".to_string(), 1));
+    assert_eq!(read_rows(&client, "maria-orders", 1).await[6].2, 875);
+    mariadb(&format!("DROP DATABASE {db}"));
+}

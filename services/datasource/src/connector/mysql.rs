@@ -185,7 +185,8 @@ impl MysqlDsn {
                 ),
             ));
         }
-        let bad_encoding = |part: &str| DatasourceError::invalid(DSN_FIELD, format!("the {part} is not valid percent-encoded UTF-8"));
+        let bad_encoding =
+            |part: &str| DatasourceError::invalid(DSN_FIELD, format!("the {part} is not valid percent-encoded UTF-8"));
         let user = percent_decode(url.username()).ok_or_else(|| bad_encoding("user"))?;
         let password = percent_decode(url.password().unwrap_or("")).ok_or_else(|| bad_encoding("password"))?;
         let database = percent_decode(url.path().trim_start_matches('/')).ok_or_else(|| bad_encoding("database"))?;
@@ -423,7 +424,10 @@ pub struct MysqlConnector {
 
 impl std::fmt::Debug for MysqlConnector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MysqlConnector").field("dsn", &self.dsn).field("settings", &self.settings).finish_non_exhaustive()
+        f.debug_struct("MysqlConnector")
+            .field("dsn", &self.dsn)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
     }
 }
 
@@ -579,11 +583,8 @@ impl MysqlConnector {
                 })
             }
             ObjectName::Query(q) => {
-                let sql = self
-                    .settings
-                    .queries
-                    .get(&q)
-                    .ok_or_else(|| DatasourceError::ObjectMissing(object.canonical()))?;
+                let sql =
+                    self.settings.queries.get(&q).ok_or_else(|| DatasourceError::ObjectMissing(object.canonical()))?;
                 let probe = format!("SELECT * FROM ({}) AS pulse_q LIMIT 0", sql.trim().trim_end_matches(';'));
                 let stmt = conn.prep(probe).await.map_err(|e| self.query_error(&e, None))?;
                 let columns = stmt.columns().iter().map(map_result_column).collect();
@@ -981,7 +982,9 @@ fn to_proto(v: &MyValue, col: &MyColumn) -> Result<Value, DatasourceError> {
         (DataType::Bool, _) => Some(Kind::BoolValue(bool_of(v, col)?)),
         (DataType::Int, _) => Some(Kind::IntValue(int_of(v, col)?)),
         (DataType::Float, _) => Some(Kind::FloatValue(float_of(v, col)?)),
-        (DataType::Decimal, Decode::Decimal(s)) => Some(Kind::DecimalValue(i128_to_decimal_text(decimal_of(v, s, col)?, s))),
+        (DataType::Decimal, Decode::Decimal(s)) => {
+            Some(Kind::DecimalValue(i128_to_decimal_text(decimal_of(v, s, col)?, s)))
+        }
         (DataType::Date, _) => days_of(v, col)?.map(|d| {
             let day = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default() + chrono::Duration::days(i64::from(d));
             Kind::DateValue(day.format("%Y-%m-%d").to_string())
@@ -1198,7 +1201,8 @@ impl Connector for MysqlConnector {
         let started = Instant::now();
         let timeout = self.connect_timeout();
         let tcp =
-            tokio::time::timeout(timeout, tokio::net::TcpStream::connect((self.dsn.host.as_str(), self.dsn.port))).await;
+            tokio::time::timeout(timeout, tokio::net::TcpStream::connect((self.dsn.host.as_str(), self.dsn.port)))
+                .await;
         match tcp {
             Ok(Ok(_)) => {
                 out.reachable = true;
@@ -1438,8 +1442,10 @@ impl Connector for MysqlConnector {
             None => None,
         };
         let st = sql::count_and_max(&MysqlDialect, &self.from_clause(object), cursor);
-        let row: Option<Row> =
-            conn.exec_first(st.sql.as_str(), bind_all(&st.params)?).await.map_err(|e| self.query_error(&e, Some(object)))?;
+        let row: Option<Row> = conn
+            .exec_first(st.sql.as_str(), bind_all(&st.params)?)
+            .await
+            .map_err(|e| self.query_error(&e, Some(object)))?;
         let row = row.ok_or_else(|| DatasourceError::Source("count(*) answered no row".into()))?;
         let cursor_max = match &cursor_col {
             Some(c) => Some(to_proto(row_value(&row, 1), c)?),
@@ -1467,8 +1473,10 @@ impl Connector for MysqlConnector {
         let col = obj.column(column, "column")?.clone();
         let from = self.from_clause(object);
         let st = sql::min_max(&MysqlDialect, &from, column, cursor);
-        let row: Option<Row> =
-            conn.exec_first(st.sql.as_str(), bind_all(&st.params)?).await.map_err(|e| self.query_error(&e, Some(object)))?;
+        let row: Option<Row> = conn
+            .exec_first(st.sql.as_str(), bind_all(&st.params)?)
+            .await
+            .map_err(|e| self.query_error(&e, Some(object)))?;
         let Some(row) = row else { return Ok(ColumnBounds::default()) };
         let min = to_proto(row_value(&row, 0), &col)?;
         let max = to_proto(row_value(&row, 1), &col)?;
@@ -1648,7 +1656,10 @@ mod tests {
         assert_eq!(bind_value(&v(Kind::BoolValue(true))).unwrap(), MyValue::Int(1));
         assert_eq!(bind_value(&v(Kind::FloatValue(1.5))).unwrap(), MyValue::Double(1.5));
         assert_eq!(bind_value(&v(Kind::BinaryValue(vec![0, 255]))).unwrap(), MyValue::Bytes(vec![0, 255]));
-        assert_eq!(bind_value(&v(Kind::DateValue("2024-02-29".into()))).unwrap(), MyValue::Date(2024, 2, 29, 0, 0, 0, 0));
+        assert_eq!(
+            bind_value(&v(Kind::DateValue("2024-02-29".into()))).unwrap(),
+            MyValue::Date(2024, 2, 29, 0, 0, 0, 0)
+        );
         assert!(bind_value(&v(Kind::DateValue("2024-02-30".into()))).is_err());
         assert!(bind_value(&v(Kind::DecimalValue("1e5".into()))).is_err());
         let ts = micros_to_proto(1_700_000_000_123_456);
@@ -1785,7 +1796,10 @@ mod tests {
         b.builders[1].append(MyValue::Bytes(b"-1.25".to_vec()), &cols[1]).unwrap();
         b.rows += 1;
         let batch = b.flush().unwrap();
-        assert_eq!(super::super::values::value_at(batch.column(1).as_ref(), 0).kind, Some(Kind::DecimalValue("-1.25".into())));
+        assert_eq!(
+            super::super::values::value_at(batch.column(1).as_ref(), 0).kind,
+            Some(Kind::DecimalValue("-1.25".into()))
+        );
         let err = b.builders[0].append(MyValue::Date(0, 0, 0, 0, 0, 0, 0), &cols[0]).unwrap_err().to_string();
         assert!(err.contains("zero date"), "{err}");
     }
@@ -1808,8 +1822,7 @@ mod tests {
     #[test]
     fn even_splits_stay_inside_the_bounds() {
         let col = column("c", DataType::Int, "int", true, Decode::Int);
-        let splits =
-            MysqlConnector::equal_width(&col, &v(Kind::IntValue(0)), &v(Kind::IntValue(100)), 4).unwrap();
+        let splits = MysqlConnector::equal_width(&col, &v(Kind::IntValue(0)), &v(Kind::IntValue(100)), 4).unwrap();
         assert_eq!(splits, vec![v(Kind::IntValue(25)), v(Kind::IntValue(50)), v(Kind::IntValue(75))]);
         let dcol = column("c", DataType::Decimal, "decimal(5,2)", true, Decode::Decimal(2));
         let splits = MysqlConnector::equal_width(
