@@ -19,8 +19,8 @@ use pulse_proto::datasource::v1::connection_view::View;
 use pulse_proto::datasource::v1::{ConnectorKind, Value};
 
 use crate::connector::files::FileConnector;
-use crate::connector::postgres::PostgresConnector;
 use crate::connector::mysql::MysqlConnector;
+use crate::connector::postgres::PostgresConnector;
 // PENDING-HELPERS: use crate::connector::sqlserver::SqlServerConnector;
 use crate::connector::values::check_value_for;
 use crate::connector::{
@@ -481,7 +481,8 @@ impl Datasources {
                     ConnectorKind::Sqlserver => {
                         let _ = settings;
                         return Err(DatasourceError::Unimplemented(
-                            "the sqlserver connector is not in this build yet; use postgres, mysql or object_storage".into(),
+                            "the sqlserver connector is not in this build yet; use postgres, mysql or object_storage"
+                                .into(),
                         ));
                     }
                     _ => return Err(DatasourceError::Precondition("connector and connection disagree".into())),

@@ -137,7 +137,13 @@ async fn inspect_reports_types_keys_and_nullability() {
     let summary: Vec<(&str, DataType, &str, bool, bool)> = cols
         .iter()
         .map(|c| {
-            (c.name.as_str(), DataType::try_from(c.data_type).unwrap(), c.source_type.as_str(), c.nullable, c.primary_key)
+            (
+                c.name.as_str(),
+                DataType::try_from(c.data_type).unwrap(),
+                c.source_type.as_str(),
+                c.nullable,
+                c.primary_key,
+            )
         })
         .collect();
     assert_eq!(
@@ -264,7 +270,11 @@ async fn estimate_counts_and_finds_the_cursor_max() {
     assert_eq!((exact.rows, exact.exact, exact.method.as_str(), exact.cursor_max), (6, true, "count(*)", None));
 
     let after = micros_to_proto(chrono_micros("2024-01-02 10:00:00"));
-    let window = CursorWindow { field: "updated".into(), after: Some(Value { kind: Some(Kind::TimestampValue(after)) }), until: None };
+    let window = CursorWindow {
+        field: "updated".into(),
+        after: Some(Value { kind: Some(Kind::TimestampValue(after)) }),
+        until: None,
+    };
     let size = c.estimate(&orders, false, Some(&window)).await.unwrap();
     assert_eq!(size.rows, 3);
     assert!(size.exact);
@@ -295,7 +305,8 @@ async fn streams_in_order_and_resumes_after_a_key() {
     let c = db.connector(&[]);
     let seq = db.table("seq");
 
-    let batches = read_all(&c, &seq, ReadSpec { order_by: vec!["id".into()], batch_rows: 10, ..Default::default() }).await;
+    let batches =
+        read_all(&c, &seq, ReadSpec { order_by: vec!["id".into()], batch_rows: 10, ..Default::default() }).await;
     assert_eq!(batches.iter().map(RecordBatch::num_rows).collect::<Vec<_>>(), vec![10, 10, 5]);
     assert_eq!(ints(&batches, "id"), (1..=25).map(Some).collect::<Vec<_>>());
     assert_eq!(batches[0].schema().fields().len(), 3);
@@ -311,15 +322,17 @@ async fn streams_in_order_and_resumes_after_a_key() {
     let batches = read_all(&c, &seq, spec).await;
     let schema = batches[0].schema();
     assert_eq!(schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>(), vec!["id", "grp"]);
-    let expected: Vec<Option<i64>> =
-        [16, 19, 22, 25, 2, 5, 8, 11, 14, 17, 20, 23].into_iter().map(Some).collect();
+    let expected: Vec<Option<i64>> = [16, 19, 22, 25, 2, 5, 8, 11, 14, 17, 20, 23].into_iter().map(Some).collect();
     assert_eq!(ints(&batches, "id"), expected);
 
-    let limited = read_all(&c, &seq, ReadSpec { order_by: vec!["id".into()], limit: Some(3), ..Default::default() }).await;
+    let limited =
+        read_all(&c, &seq, ReadSpec { order_by: vec!["id".into()], limit: Some(3), ..Default::default() }).await;
     assert_eq!(ints(&limited, "id"), vec![Some(1), Some(2), Some(3)]);
 
     // An empty read is an empty stream.
-    let none = read_all(&c, &seq, ReadSpec { after_key: vec![int(99)], order_by: vec!["id".into()], ..Default::default() }).await;
+    let none =
+        read_all(&c, &seq, ReadSpec { after_key: vec![int(99)], order_by: vec!["id".into()], ..Default::default() })
+            .await;
     assert!(none.is_empty());
 
     let err = match c.stream(&seq, ReadSpec { columns: vec!["nope".into()], ..Default::default() }).await {
@@ -348,7 +361,10 @@ async fn streams_a_cursor_window_and_a_range() {
     let batches = read_all(&c, &orders, spec).await;
     let rows: Vec<String> = batches
         .iter()
-        .flat_map(|b| (0..b.num_rows()).map(move |i| format!("{:?}/{:?}", value_at(b.column(0), i).kind, value_at(b.column(1), i).kind)))
+        .flat_map(|b| {
+            (0..b.num_rows())
+                .map(move |i| format!("{:?}/{:?}", value_at(b.column(0), i).kind, value_at(b.column(1), i).kind))
+        })
         .collect();
     assert_eq!(rows.len(), 3, "{rows:?}");
     assert_eq!(ints(&batches, "id"), vec![Some(2), Some(1), Some(3)]);
@@ -389,11 +405,21 @@ async fn streams_a_cursor_window_and_a_range() {
     );
     let strings = c.column_bounds(&orders, "region", 3, None).await.unwrap();
     assert_eq!(strings.min.unwrap().kind, Some(Kind::StringValue("ap".into())));
-    assert_eq!(strings.splits.iter().map(|v| v.kind.clone()).collect::<Vec<_>>(), vec![
-        Some(Kind::StringValue("eu".into())),
-        Some(Kind::StringValue("us".into()))
-    ]);
-    assert_eq!(c.column_bounds(&orders, "id", 1, Some(&CursorWindow { field: "id".into(), after: Some(int(50)), until: None })).await.unwrap(), Default::default());
+    assert_eq!(
+        strings.splits.iter().map(|v| v.kind.clone()).collect::<Vec<_>>(),
+        vec![Some(Kind::StringValue("eu".into())), Some(Kind::StringValue("us".into()))]
+    );
+    assert_eq!(
+        c.column_bounds(
+            &orders,
+            "id",
+            1,
+            Some(&CursorWindow { field: "id".into(), after: Some(int(50)), until: None })
+        )
+        .await
+        .unwrap(),
+        Default::default()
+    );
     assert!(c.column_bounds(&orders, "nope", 2, None).await.is_err());
 
     let mut total = 0;
@@ -402,7 +428,12 @@ async fn streams_a_cursor_window_and_a_range() {
     for (i, pair) in edges.windows(2).enumerate() {
         let spec = ReadSpec {
             columns: vec!["id".into()],
-            range: Some(RangeFilter { column: "updated".into(), lower: pair[0].clone(), upper: pair[1].clone(), include_nulls: i == 0 }),
+            range: Some(RangeFilter {
+                column: "updated".into(),
+                lower: pair[0].clone(),
+                upper: pair[1].clone(),
+                include_nulls: i == 0,
+            }),
             ..Default::default()
         };
         total += read_all(&c, &orders, spec).await.iter().map(RecordBatch::num_rows).sum::<usize>();
@@ -421,8 +452,9 @@ async fn stored_queries_stream_and_time_out() {
     let batches = read_all(&c, &q, ReadSpec { order_by: vec!["region".into()], ..Default::default() }).await;
     let b = &batches[0];
     assert_eq!(b.schema().field(1).data_type(), &ArrowType::Decimal128(37, 2));
-    let rows: Vec<(Option<Kind>, Option<Kind>, Option<Kind>)> =
-        (0..b.num_rows()).map(|i| (value_at(b.column(0), i).kind, value_at(b.column(1), i).kind, value_at(b.column(2), i).kind)).collect();
+    let rows: Vec<(Option<Kind>, Option<Kind>, Option<Kind>)> = (0..b.num_rows())
+        .map(|i| (value_at(b.column(0), i).kind, value_at(b.column(1), i).kind, value_at(b.column(2), i).kind))
+        .collect();
     let s = |t: &str| Some(Kind::StringValue(t.into()));
     let d = |t: &str| Some(Kind::DecimalValue(t.into()));
     assert_eq!(
@@ -490,8 +522,7 @@ async fn types_round_trip() {
     let err = stream.next().await.unwrap().unwrap_err();
     assert!(err.to_string().contains("'big'"), "{err}");
 
-    let columns: Vec<String> =
-        schema.columns.iter().map(|c| c.name.clone()).filter(|n| n != "big").collect();
+    let columns: Vec<String> = schema.columns.iter().map(|c| c.name.clone()).filter(|n| n != "big").collect();
     let batches = read_all(&c, &t, ReadSpec { columns, order_by: vec!["id".into()], ..Default::default() }).await;
     assert_eq!(batches.len(), 1);
     let b = &batches[0];
@@ -555,7 +586,12 @@ async fn types_round_trip() {
     // Filters bind typed values: a date, a timestamp, a bool, bytes.
     let spec = |column: &str, lower: Kind| ReadSpec {
         columns: vec!["id".into()],
-        range: Some(RangeFilter { column: column.into(), lower: Some(Value { kind: Some(lower) }), upper: None, include_nulls: false }),
+        range: Some(RangeFilter {
+            column: column.into(),
+            lower: Some(Value { kind: Some(lower) }),
+            upper: None,
+            include_nulls: false,
+        }),
         ..Default::default()
     };
     for (column, lower) in [

@@ -804,7 +804,7 @@ impl Snapshots {
     /// version (incremental versions share their base's chunks).
     pub async fn apply_retention(&self, tenant: &str, dataset: &str) -> Result<Vec<u64>, SnapshotError> {
         let ds = self.dataset(tenant, dataset).await?;
-        let policy = ds.retention.clone().unwrap_or_default();
+        let policy = ds.retention.unwrap_or_default();
         if policy.keep_last == 0 && policy.max_age.is_none_or(|a| a.seconds == 0 && a.nanos == 0) {
             return Ok(Vec::new());
         }

@@ -362,7 +362,7 @@ impl ColumnAcc {
                         .collect();
                     let (lo, hi) = (self.min_f, self.max_f);
                     let width = (hi - lo) / BINS as f64;
-                    let mut counts = vec![0u64; BINS];
+                    let mut counts = [0u64; BINS];
                     for x in s {
                         let bin = if width > 0.0 { (((x - lo) / width) as usize).min(BINS - 1) } else { 0 };
                         counts[bin] += 1;

@@ -473,7 +473,7 @@ impl MysqlConnector {
         if self.dsn.database.is_empty() { object.clone() } else { object.qualified(&self.dsn.database) }
     }
 
-    fn from_clause(&self, object: &ObjectName) -> String {
+    fn source_sql(&self, object: &ObjectName) -> String {
         let stored = match object {
             ObjectName::Query(q) => self.settings.queries.get(q).map(String::as_str),
             _ => None,
@@ -1332,7 +1332,7 @@ impl Connector for MysqlConnector {
             let name = format!("object:{}", self.qualified(o).canonical());
             let result = match self.describe(&mut conn, o).await {
                 Ok(_) => {
-                    let probe = format!("SELECT 1 FROM {} LIMIT 0", self.from_clause(o));
+                    let probe = format!("SELECT 1 FROM {} LIMIT 0", self.source_sql(o));
                     conn.query_drop(probe).await.map_err(|e| self.query_error(&e, Some(o)))
                 }
                 Err(e) => Err(e),
@@ -1441,7 +1441,7 @@ impl Connector for MysqlConnector {
             Some(w) => Some(self.describe(&mut conn, object).await?.column(&w.field, "cursor_field")?.clone()),
             None => None,
         };
-        let st = sql::count_and_max(&MysqlDialect, &self.from_clause(object), cursor);
+        let st = sql::count_and_max(&MysqlDialect, &self.source_sql(object), cursor);
         let row: Option<Row> = conn
             .exec_first(st.sql.as_str(), bind_all(&st.params)?)
             .await
@@ -1471,7 +1471,7 @@ impl Connector for MysqlConnector {
         let (mut conn, _) = self.session(METADATA_TIMEOUT.max(self.settings.statement_timeout)).await?;
         let obj = self.describe(&mut conn, object).await?;
         let col = obj.column(column, "column")?.clone();
-        let from = self.from_clause(object);
+        let from = self.source_sql(object);
         let st = sql::min_max(&MysqlDialect, &from, column, cursor);
         let row: Option<Row> = conn
             .exec_first(st.sql.as_str(), bind_all(&st.params)?)
@@ -1547,7 +1547,7 @@ impl Connector for MysqlConnector {
             })
             .collect::<Result<_, _>>()?;
         let select_list: Vec<String> = cols.iter().map(|c| c.select_expr(&MysqlDialect)).collect();
-        let st = sql::select(&MysqlDialect, &self.from_clause(object), &select_list, &spec);
+        let st = sql::select(&MysqlDialect, &self.source_sql(object), &select_list, &spec);
         let params = bind_all(&st.params)?;
         let schema = arrow_schema(&wanted);
         let batch_rows = spec.batch_rows.max(1);
@@ -1716,8 +1716,8 @@ mod tests {
         let debug = format!("{c:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
         let t = ObjectName::Table { schema: None, name: "orders".into() };
-        assert_eq!(c.from_clause(&t), "`shop`.`orders`");
-        assert_eq!(c.from_clause(&ObjectName::Query("missing".into())), "(SELECT 1 WHERE 1 = 0) AS pulse_q");
+        assert_eq!(c.source_sql(&t), "`shop`.`orders`");
+        assert_eq!(c.source_sql(&ObjectName::Query("missing".into())), "(SELECT 1 WHERE 1 = 0) AS pulse_q");
     }
 
     #[test]
