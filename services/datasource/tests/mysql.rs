@@ -58,6 +58,8 @@ impl Drop for TestDb {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async move {
                 if let Ok(mut conn) = mysql_async::Conn::from_url(SERVER).await {
+                    // A failed test may leave a read open: never wait on it forever.
+                    let _ = conn.query_drop("SET SESSION lock_wait_timeout = 10").await;
                     let _ = conn.query_drop(format!("DROP DATABASE IF EXISTS `{name}`")).await;
                     let _ = conn.disconnect().await;
                 }

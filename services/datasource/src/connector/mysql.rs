@@ -419,6 +419,10 @@ pub struct MysqlConnector {
     settings: SqlSettings,
     dsn: MysqlDsn,
     pool: Pool,
+    /// For reads: each stream gets its own connection, closed (not pooled)
+    /// when the stream ends early, so no transaction or metadata lock
+    /// outlives a dropped read.
+    opts: mysql_async::Opts,
     flavor: Arc<OnceLock<Flavor>>,
 }
 
@@ -453,7 +457,8 @@ impl MysqlConnector {
             .prefer_socket(false)
             .tcp_keepalive(Some(Duration::from_secs(60)))
             .pool_opts(pool_opts);
-        Ok(Self { pool: Pool::new(opts), settings, dsn, flavor: Arc::new(OnceLock::new()) })
+        let opts = mysql_async::Opts::from(opts);
+        Ok(Self { pool: Pool::new(opts.clone()), opts, settings, dsn, flavor: Arc::new(OnceLock::new()) })
     }
 
     /// The DSN's database: the schema of objects named without one.
@@ -1551,34 +1556,56 @@ impl Connector for MysqlConnector {
         let params = bind_all(&st.params)?;
         let schema = arrow_schema(&wanted);
         let batch_rows = spec.batch_rows.max(1);
-        let pool = self.pool.clone();
+        let opts = self.opts.clone();
         let endpoint = self.endpoint();
         let connect_timeout = self.connect_timeout();
         let flavor = self.flavor.clone();
         let timeout = spec.statement_timeout;
         let sql_text = st.sql;
         let stream = async_stream::try_stream! {
-            let mut conn = get_conn(&pool, connect_timeout, &endpoint).await?;
+            let mut conn = match tokio::time::timeout(connect_timeout, Conn::new(opts)).await {
+                Ok(Ok(conn)) => conn,
+                Ok(Err(e)) => Err(DatasourceError::Unavailable(format!("MySQL at {endpoint}: {}", describe(&e))))?,
+                Err(_) => Err(DatasourceError::Unavailable(format!(
+                    "MySQL at {endpoint}: no connection within {connect_timeout:?}; check the host, port and firewall"
+                )))?,
+            };
             configure(&mut conn, &flavor, timeout, &endpoint).await?;
             let rerr = |e: mysql_async::Error| read_error(&endpoint, &e, timeout);
             conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY").await.map_err(rerr)?;
             let mut batches = BatchBuilder::new(schema.clone(), cols, batch_rows);
+            let mut failure = None;
             {
                 let mut result = conn.exec_iter(sql_text.as_str(), params).await.map_err(rerr)?;
                 if let Some(rows) = result.stream::<Row>().await.map_err(rerr)? {
                     futures::pin_mut!(rows);
                     while let Some(row) = rows.next().await {
-                        batches.push(row.map_err(rerr)?)?;
+                        if let Err(e) = row.map_err(rerr).and_then(|r| batches.push(r)) {
+                            failure = Some(e);
+                            break;
+                        }
                         if batches.rows >= batch_rows {
                             yield batches.flush()?;
                         }
                     }
                 }
             }
-            if batches.rows > 0 {
-                yield batches.flush()?;
+            match failure {
+                Some(e) => {
+                    // Close the connection now: its transaction (and the
+                    // metadata locks it holds at the source) must not outlive
+                    // the read.
+                    let _ = conn.disconnect().await;
+                    Err(e)?;
+                }
+                None => {
+                    if batches.rows > 0 {
+                        yield batches.flush()?;
+                    }
+                    conn.query_drop("COMMIT").await.map_err(rerr)?;
+                    let _ = conn.disconnect().await;
+                }
             }
-            conn.query_drop("COMMIT").await.map_err(rerr)?;
         };
         Ok(Box::pin(stream))
     }
