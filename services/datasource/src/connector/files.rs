@@ -20,8 +20,9 @@ use arrow::record_batch::RecordBatch;
 use globset::GlobBuilder;
 use pulse_proto::common::v1::Schema;
 use pulse_proto::datasource::v1::value::Kind;
-use pulse_proto::datasource::v1::{Check, CheckStatus, FileFormat, ObjectKind, ObjectSchema, ObjectSize, Value};
+use pulse_proto::datasource::v1::{CheckStatus, FileFormat, ObjectKind, ObjectSchema, ObjectSize, Value};
 
+use super::check;
 use super::values::{arrow_schema, canonical_batch, compare_values, logical_schema, proto_to_micros, value_at};
 use super::{BatchStream, ColumnBounds, Connector, CursorWindow, FileSettings, ReadSpec, ValidationOutcome, project};
 use crate::error::DatasourceError;
@@ -521,15 +522,6 @@ fn filter(batch: &RecordBatch, spec: &ReadSpec) -> Result<RecordBatch, Datasourc
     match mask {
         Some(m) => Ok(arrow::compute::filter_record_batch(batch, &no_nulls(&m))?),
         None => Ok(batch.clone()),
-    }
-}
-
-fn check(name: &str, status: CheckStatus, message: impl Into<String>, started: Instant) -> Check {
-    Check {
-        name: name.to_string(),
-        status: status as i32,
-        message: message.into(),
-        latency: prost_types::Duration::try_from(started.elapsed()).ok(),
     }
 }
 

@@ -170,6 +170,21 @@ pub fn project(schema: &Schema, columns: &[String], field: &str) -> Result<Schem
     Ok(Schema { columns: out })
 }
 
+/// One validation check, timed from `started`.
+pub(crate) fn check(
+    name: &str,
+    status: pulse_proto::datasource::v1::CheckStatus,
+    message: impl Into<String>,
+    started: std::time::Instant,
+) -> Check {
+    Check {
+        name: name.to_string(),
+        status: status as i32,
+        message: message.into(),
+        latency: prost_types::Duration::try_from(started.elapsed()).ok(),
+    }
+}
+
 /// Checks a single column name against the schema.
 pub fn require_column<'a>(
     schema: &'a Schema,

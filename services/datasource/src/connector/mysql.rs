@@ -25,8 +25,9 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Pool, PoolConstraints, PoolOpts, Row, Value as MyValue};
 use pulse_proto::common::v1::{Column, DataType, Schema};
 use pulse_proto::datasource::v1::value::Kind;
-use pulse_proto::datasource::v1::{Check, CheckStatus, ObjectKind, ObjectSchema, ObjectSize, Value};
+use pulse_proto::datasource::v1::{CheckStatus, ObjectKind, ObjectSchema, ObjectSize, Value};
 
+use super::check;
 use super::sql::{self, Dialect};
 use super::values::{arrow_schema, compare_values, decimal_precision_scale, micros_to_proto, proto_to_micros};
 use super::{
@@ -1007,15 +1008,6 @@ fn to_proto(v: &MyValue, col: &MyColumn) -> Result<Value, DatasourceError> {
 
 fn row_value(row: &Row, i: usize) -> &MyValue {
     row.as_ref(i).unwrap_or(&MyValue::NULL)
-}
-
-fn check(name: &str, status: CheckStatus, message: impl Into<String>, started: Instant) -> Check {
-    Check {
-        name: name.to_string(),
-        status: status as i32,
-        message: message.into(),
-        latency: prost_types::Duration::try_from(started.elapsed()).ok(),
-    }
 }
 
 /// Write privileges in `SHOW GRANTS` lines, as "INSERT, UPDATE on `shop`.*".

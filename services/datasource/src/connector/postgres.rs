@@ -16,9 +16,10 @@ use bytes::{Buf, BytesMut};
 use futures::StreamExt;
 use pulse_proto::common::v1::{Column, DataType, Schema};
 use pulse_proto::datasource::v1::value::Kind;
-use pulse_proto::datasource::v1::{Check, CheckStatus, ObjectKind, ObjectSchema, ObjectSize, Value};
+use pulse_proto::datasource::v1::{CheckStatus, ObjectKind, ObjectSchema, ObjectSize, Value};
 use tokio_postgres::{Client, NoTls};
 
+use super::check;
 use super::sql::{self, Dialect};
 use super::values::{arrow_schema, compare_values, decimal_precision_scale, micros_to_proto, proto_to_micros};
 use super::{
@@ -351,15 +352,6 @@ fn describe(e: &tokio_postgres::Error) -> String {
             }
             msg
         }
-    }
-}
-
-fn check(name: &str, status: CheckStatus, message: impl Into<String>, started: Instant) -> Check {
-    Check {
-        name: name.to_string(),
-        status: status as i32,
-        message: message.into(),
-        latency: prost_types::Duration::try_from(started.elapsed()).ok(),
     }
 }
 
