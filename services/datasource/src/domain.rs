@@ -21,7 +21,7 @@ use pulse_proto::datasource::v1::{ConnectorKind, Value};
 use crate::connector::files::FileConnector;
 use crate::connector::mysql::MysqlConnector;
 use crate::connector::postgres::PostgresConnector;
-// PENDING-HELPERS: use crate::connector::sqlserver::SqlServerConnector;
+use crate::connector::sqlserver::SqlServerConnector;
 use crate::connector::values::check_value_for;
 use crate::connector::{
     BatchStream, Connector, CursorWindow, FileSettings, RangeFilter, ReadSpec, SqlSettings, project, require_column,
@@ -477,14 +477,7 @@ impl Datasources {
                 match kind {
                     ConnectorKind::Postgres => Arc::new(PostgresConnector::new(settings)?),
                     ConnectorKind::Mysql => Arc::new(MysqlConnector::new(settings)?),
-                    // PENDING-HELPERS: ConnectorKind::Sqlserver => Arc::new(SqlServerConnector::new(settings)?),
-                    ConnectorKind::Sqlserver => {
-                        let _ = settings;
-                        return Err(DatasourceError::Unimplemented(
-                            "the sqlserver connector is not in this build yet; use postgres, mysql or object_storage"
-                                .into(),
-                        ));
-                    }
+                    ConnectorKind::Sqlserver => Arc::new(SqlServerConnector::new(settings)?),
                     _ => return Err(DatasourceError::Precondition("connector and connection disagree".into())),
                 }
             }

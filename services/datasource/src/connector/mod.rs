@@ -170,6 +170,24 @@ pub fn project(schema: &Schema, columns: &[String], field: &str) -> Result<Schem
     Ok(Schema { columns: out })
 }
 
+/// Percent-decoding of a URL part (user names and passwords in DSNs).
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// One validation check, timed from `started`.
 pub(crate) fn check(
     name: &str,

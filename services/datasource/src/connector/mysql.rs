@@ -12,11 +12,7 @@ use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder, Int64Builder,
-    StringBuilder, TimestampMicrosecondBuilder,
-};
-use arrow::datatypes::DataType as ArrowType;
+use arrow::array::ArrayRef;
 use arrow::record_batch::RecordBatch;
 use chrono::{Datelike, NaiveDate, Timelike};
 use futures::StreamExt;
@@ -27,13 +23,16 @@ use pulse_proto::common::v1::{Column, DataType, Schema};
 use pulse_proto::datasource::v1::value::Kind;
 use pulse_proto::datasource::v1::{CheckStatus, ObjectKind, ObjectSchema, ObjectSize, Value};
 
-use super::check;
 use super::sql::{self, Dialect};
-use super::values::{arrow_schema, compare_values, decimal_precision_scale, micros_to_proto, proto_to_micros};
+use super::values::{
+    ColumnBuilder, arrow_schema, decimal_precision_scale, decimal_text_to_i128, even_splits, i128_to_decimal_text,
+    micros_to_proto, ordered_splits, proto_to_micros,
+};
 use super::{
     BatchStream, ColumnBounds, Connector, CursorWindow, METADATA_TIMEOUT, ReadSpec, SqlSettings, ValidationOutcome,
     project,
 };
+use super::{check, percent_decode};
 use crate::error::DatasourceError;
 use crate::names::ObjectName;
 
@@ -138,23 +137,6 @@ impl std::fmt::Debug for MysqlDsn {
             .field("database", &self.database)
             .finish()
     }
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 impl MysqlDsn {
@@ -264,6 +246,13 @@ struct MyColumn {
 }
 
 impl MyColumn {
+    fn decimal_scale(&self) -> Option<i8> {
+        match self.decode {
+            Decode::Decimal(s) => Some(s),
+            _ => None,
+        }
+    }
+
     fn select_expr(&self, d: &MysqlDialect) -> String {
         let q = d.quote(&self.column.name);
         match self.decode {
@@ -608,45 +597,6 @@ impl MysqlConnector {
             }
         }
     }
-
-    /// `count - 1` split points evenly spaced between min and max (numeric
-    /// and temporal columns only).
-    fn equal_width(col: &MyColumn, min: &Value, max: &Value, count: u32) -> Option<Vec<Value>> {
-        let n = i128::from(count);
-        let lerp = |lo: i128, hi: i128| -> Vec<i128> { (1..n).map(|k| lo + (hi - lo) * k / n).collect() };
-        let kinds: Vec<Kind> = match (&min.kind, &max.kind, col.decode) {
-            (Some(Kind::IntValue(a)), Some(Kind::IntValue(b)), _) => {
-                lerp(i128::from(*a), i128::from(*b)).into_iter().map(|v| Kind::IntValue(v as i64)).collect()
-            }
-            (Some(Kind::FloatValue(a)), Some(Kind::FloatValue(b)), _) => {
-                (1..count).map(|k| Kind::FloatValue(a + (b - a) * f64::from(k) / f64::from(count))).collect()
-            }
-            (Some(Kind::DecimalValue(a)), Some(Kind::DecimalValue(b)), Decode::Decimal(s)) => {
-                let (a, b) = (decimal_text_to_i128(a, s)?, decimal_text_to_i128(b, s)?);
-                lerp(a, b).into_iter().map(|v| Kind::DecimalValue(i128_to_decimal_text(v, s))).collect()
-            }
-            (Some(Kind::DateValue(a)), Some(Kind::DateValue(b)), _) => {
-                let epoch = NaiveDate::from_ymd_opt(1970, 1, 1)?;
-                let da = i128::from((NaiveDate::parse_from_str(a, "%Y-%m-%d").ok()? - epoch).num_days());
-                let db = i128::from((NaiveDate::parse_from_str(b, "%Y-%m-%d").ok()? - epoch).num_days());
-                lerp(da, db)
-                    .into_iter()
-                    .filter_map(|d| {
-                        let day = epoch.checked_add_signed(chrono::Duration::days(d as i64))?;
-                        Some(Kind::DateValue(day.format("%Y-%m-%d").to_string()))
-                    })
-                    .collect()
-            }
-            (Some(Kind::TimestampValue(a)), Some(Kind::TimestampValue(b)), _) => {
-                lerp(i128::from(proto_to_micros(a)), i128::from(proto_to_micros(b)))
-                    .into_iter()
-                    .map(|us| Kind::TimestampValue(micros_to_proto(us as i64)))
-                    .collect()
-            }
-            _ => return None,
-        };
-        Some(kinds.into_iter().map(|k| Value { kind: Some(k) }).collect())
-    }
 }
 
 const ER_ACCESS_DENIED: u16 = 1045;
@@ -851,51 +801,6 @@ fn float_of(v: &MyValue, col: &MyColumn) -> Result<f64, DatasourceError> {
     }
 }
 
-/// Decimal text (`-12.345`) as an integer scaled by 10^scale, rounded half
-/// away from zero past the scale.
-pub fn decimal_text_to_i128(text: &str, scale: i8) -> Option<i128> {
-    let t = text.trim();
-    let (neg, t) = match t.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, t.strip_prefix('+').unwrap_or(t)),
-    };
-    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
-    if int.is_empty() && frac.is_empty() {
-        return None;
-    }
-    if !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let scale = usize::try_from(scale).ok()?;
-    let mut acc: i128 = 0;
-    for b in int.bytes() {
-        acc = acc.checked_mul(10)?.checked_add(i128::from(b - b'0'))?;
-    }
-    let fb = frac.as_bytes();
-    for i in 0..scale {
-        let d = fb.get(i).map(|b| b - b'0').unwrap_or(0);
-        acc = acc.checked_mul(10)?.checked_add(i128::from(d))?;
-    }
-    if fb.get(scale).is_some_and(|b| *b >= b'5') {
-        acc = acc.checked_add(1)?;
-    }
-    Some(if neg { -acc } else { acc })
-}
-
-/// The text of a scaled integer, e.g. (1250, 2) → "12.50".
-pub fn i128_to_decimal_text(v: i128, scale: i8) -> String {
-    let digits = v.unsigned_abs().to_string();
-    let s = usize::try_from(scale).unwrap_or(0);
-    let text = if s == 0 {
-        digits
-    } else if digits.len() > s {
-        format!("{}.{}", &digits[..digits.len() - s], &digits[digits.len() - s..])
-    } else {
-        format!("0.{}{}", "0".repeat(s - digits.len()), digits)
-    };
-    if v < 0 { format!("-{text}") } else { text }
-}
-
 fn decimal_of(v: &MyValue, scale: i8, col: &MyColumn) -> Result<i128, DatasourceError> {
     let out_of_range = || {
         DatasourceError::Source(format!(
@@ -1046,110 +951,57 @@ fn write_grants(lines: &[String]) -> Vec<String> {
     out
 }
 
-enum Builder {
-    Bool(BooleanBuilder),
-    Int(Int64Builder),
-    Float(Float64Builder),
-    Decimal(Decimal128Builder, i8),
-    Text(StringBuilder),
-    Bytes(BinaryBuilder),
-    Date(Date32Builder),
-    Timestamp(TimestampMicrosecondBuilder),
-}
-
-impl Builder {
-    fn new(t: &ArrowType, capacity: usize) -> Self {
-        match t {
-            ArrowType::Boolean => Self::Bool(BooleanBuilder::with_capacity(capacity)),
-            ArrowType::Int64 => Self::Int(Int64Builder::with_capacity(capacity)),
-            ArrowType::Float64 => Self::Float(Float64Builder::with_capacity(capacity)),
-            ArrowType::Decimal128(p, s) => Self::Decimal(
-                Decimal128Builder::with_capacity(capacity).with_precision_and_scale(*p, *s).unwrap_or_default(),
-                *s,
-            ),
-            ArrowType::Binary => Self::Bytes(BinaryBuilder::with_capacity(capacity, capacity * 16)),
-            ArrowType::Date32 => Self::Date(Date32Builder::with_capacity(capacity)),
-            ArrowType::Timestamp(_, tz) => {
-                Self::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone_opt(tz.clone()))
-            }
-            _ => Self::Text(StringBuilder::with_capacity(capacity, capacity * 16)),
-        }
+/// Appends one value; the zero date is null in a nullable column.
+fn append(b: &mut ColumnBuilder, v: MyValue, col: &MyColumn) -> Result<(), DatasourceError> {
+    if matches!(v, MyValue::NULL) {
+        b.null();
+        return Ok(());
     }
-
-    fn null(&mut self) {
-        match self {
-            Self::Bool(b) => b.append_null(),
-            Self::Int(b) => b.append_null(),
-            Self::Float(b) => b.append_null(),
-            Self::Decimal(b, _) => b.append_null(),
-            Self::Text(b) => b.append_null(),
-            Self::Bytes(b) => b.append_null(),
-            Self::Date(b) => b.append_null(),
-            Self::Timestamp(b) => b.append_null(),
+    match b {
+        ColumnBuilder::Bool(b) => b.append_value(bool_of(&v, col)?),
+        ColumnBuilder::Int(b) => b.append_value(int_of(&v, col)?),
+        ColumnBuilder::Float(b) => b.append_value(float_of(&v, col)?),
+        ColumnBuilder::Decimal(b) => {
+            let Decode::Decimal(s) = col.decode else { return Err(type_error(col, &v)) };
+            b.append_value(decimal_of(&v, s, col)?)
         }
+        ColumnBuilder::Text(b) => match v {
+            MyValue::Bytes(bytes) => match std::str::from_utf8(&bytes) {
+                Ok(s) => b.append_value(s),
+                Err(_) => b.append_value(String::from_utf8_lossy(&bytes)),
+            },
+            other => b.append_value(text_of(&other)),
+        },
+        ColumnBuilder::Bytes(b) => match v {
+            MyValue::Bytes(bytes) => b.append_value(bytes),
+            other => b.append_value(text_of(&other).as_bytes()),
+        },
+        ColumnBuilder::Date(b) => match days_of(&v, col)? {
+            Some(d) => b.append_value(d),
+            None if col.column.nullable => b.append_null(),
+            None => return Err(zero_date(col)),
+        },
+        ColumnBuilder::Timestamp(b) => match micros_of(&v, col)? {
+            Some(us) => b.append_value(us),
+            None if col.column.nullable => b.append_null(),
+            None => return Err(zero_date(col)),
+        },
     }
-
-    /// Appends one value; the zero date is null in a nullable column.
-    fn append(&mut self, v: MyValue, col: &MyColumn) -> Result<(), DatasourceError> {
-        if matches!(v, MyValue::NULL) {
-            self.null();
-            return Ok(());
-        }
-        match self {
-            Self::Bool(b) => b.append_value(bool_of(&v, col)?),
-            Self::Int(b) => b.append_value(int_of(&v, col)?),
-            Self::Float(b) => b.append_value(float_of(&v, col)?),
-            Self::Decimal(b, s) => b.append_value(decimal_of(&v, *s, col)?),
-            Self::Text(b) => match v {
-                MyValue::Bytes(bytes) => match std::str::from_utf8(&bytes) {
-                    Ok(s) => b.append_value(s),
-                    Err(_) => b.append_value(String::from_utf8_lossy(&bytes)),
-                },
-                other => b.append_value(text_of(&other)),
-            },
-            Self::Bytes(b) => match v {
-                MyValue::Bytes(bytes) => b.append_value(bytes),
-                other => b.append_value(text_of(&other).as_bytes()),
-            },
-            Self::Date(b) => match days_of(&v, col)? {
-                Some(d) => b.append_value(d),
-                None if col.column.nullable => b.append_null(),
-                None => return Err(zero_date(col)),
-            },
-            Self::Timestamp(b) => match micros_of(&v, col)? {
-                Some(us) => b.append_value(us),
-                None if col.column.nullable => b.append_null(),
-                None => return Err(zero_date(col)),
-            },
-        }
-        Ok(())
-    }
-
-    fn finish(&mut self) -> ArrayRef {
-        match self {
-            Self::Bool(b) => Arc::new(b.finish()),
-            Self::Int(b) => Arc::new(b.finish()),
-            Self::Float(b) => Arc::new(b.finish()),
-            Self::Decimal(b, _) => Arc::new(b.finish()),
-            Self::Text(b) => Arc::new(b.finish()),
-            Self::Bytes(b) => Arc::new(b.finish()),
-            Self::Date(b) => Arc::new(b.finish()),
-            Self::Timestamp(b) => Arc::new(b.finish()),
-        }
-    }
+    Ok(())
 }
 
 /// Turns rows into record batches of at most `batch_rows` rows.
 struct BatchBuilder {
     schema: arrow::datatypes::SchemaRef,
     columns: Vec<MyColumn>,
-    builders: Vec<Builder>,
+    builders: Vec<ColumnBuilder>,
     rows: usize,
 }
 
 impl BatchBuilder {
     fn new(schema: arrow::datatypes::SchemaRef, columns: Vec<MyColumn>, batch_rows: usize) -> Self {
-        let builders = schema.fields().iter().map(|f| Builder::new(f.data_type(), batch_rows.min(65_536))).collect();
+        let builders =
+            schema.fields().iter().map(|f| ColumnBuilder::new(f.data_type(), batch_rows.min(65_536))).collect();
         Self { schema, columns, builders, rows: 0 }
     }
 
@@ -1163,14 +1015,14 @@ impl BatchBuilder {
             )));
         }
         for ((v, b), c) in values.into_iter().zip(&mut self.builders).zip(&self.columns) {
-            b.append(v.unwrap_or(MyValue::NULL), c)?;
+            append(b, v.unwrap_or(MyValue::NULL), c)?;
         }
         self.rows += 1;
         Ok(())
     }
 
     fn flush(&mut self) -> Result<RecordBatch, DatasourceError> {
-        let cols: Vec<ArrayRef> = self.builders.iter_mut().map(Builder::finish).collect();
+        let cols: Vec<ArrayRef> = self.builders.iter_mut().map(ColumnBuilder::finish).collect();
         self.rows = 0;
         Ok(RecordBatch::try_new(self.schema.clone(), cols)?)
     }
@@ -1483,31 +1335,21 @@ impl Connector for MysqlConnector {
         let mut candidates = Vec::new();
         if count > 1 {
             let large = obj.estimated_rows.is_some_and(|n| n > QUANTILE_ROW_LIMIT);
-            let even = if large { Self::equal_width(&col, &min, &max, count) } else { None };
+            let even = if large { even_splits(&min, &max, count, col.decimal_scale()) } else { None };
             match even {
                 Some(v) => candidates = v,
                 None => {
                     // Bucket minimums of NTILE: each range holds about the
                     // same number of rows.
-                    let c = MysqlDialect.quote(column);
-                    let mut f = sql::Filter::new(&MysqlDialect);
-                    if let Some(w) = cursor {
-                        f.cursor(w);
-                    }
-                    f.push_raw(format!("{c} IS NOT NULL"));
-                    let (clause, params) = f.into_parts();
-                    let q = format!(
-                        "SELECT min(pulse_v) FROM (SELECT {c} AS pulse_v, NTILE({count}) OVER (ORDER BY {c}) AS pulse_b \
-                         FROM {from}{clause}) AS pulse_s GROUP BY pulse_b HAVING pulse_b > 1 ORDER BY pulse_b"
-                    );
-                    match conn.exec::<Row, _, _>(q, bind_all(&params)?).await {
+                    let st = sql::ntile_starts(&MysqlDialect, &from, column, count, cursor);
+                    match conn.exec::<Row, _, _>(st.sql.as_str(), bind_all(&st.params)?).await {
                         Ok(rows) => {
                             for r in &rows {
                                 candidates.push(to_proto(row_value(r, 0), &col)?);
                             }
                         }
                         // Servers without window functions (MySQL 5.7).
-                        Err(e) => match Self::equal_width(&col, &min, &max, count) {
+                        Err(e) => match even_splits(&min, &max, count, col.decimal_scale()) {
                             Some(v) => candidates = v,
                             None => return Err(self.query_error(&e, Some(object))),
                         },
@@ -1515,14 +1357,7 @@ impl Connector for MysqlConnector {
                 }
             }
         }
-        let mut splits: Vec<Value> = Vec::new();
-        for v in candidates {
-            let above = compare_values(&v, splits.last().unwrap_or(&min)) == std::cmp::Ordering::Greater;
-            let within = compare_values(&v, &max) != std::cmp::Ordering::Greater;
-            if v.kind.is_some() && above && within {
-                splits.push(v);
-            }
-        }
+        let splits = ordered_splits(candidates, &min, &max);
         Ok(ColumnBounds { min: Some(min), max: Some(max), splits })
     }
 
@@ -1811,15 +1646,15 @@ mod tests {
             column("x", DataType::Decimal, "decimal(5,2)", true, Decode::Decimal(2)),
         ];
         let mut b = BatchBuilder::new(schema, cols.clone(), 4);
-        b.builders[0].append(MyValue::Date(2024, 1, 1, 0, 0, 0, 0), &cols[0]).unwrap();
-        b.builders[1].append(MyValue::Bytes(b"-1.25".to_vec()), &cols[1]).unwrap();
+        append(&mut b.builders[0], MyValue::Date(2024, 1, 1, 0, 0, 0, 0), &cols[0]).unwrap();
+        append(&mut b.builders[1], MyValue::Bytes(b"-1.25".to_vec()), &cols[1]).unwrap();
         b.rows += 1;
         let batch = b.flush().unwrap();
         assert_eq!(
             super::super::values::value_at(batch.column(1).as_ref(), 0).kind,
             Some(Kind::DecimalValue("-1.25".into()))
         );
-        let err = b.builders[0].append(MyValue::Date(0, 0, 0, 0, 0, 0, 0), &cols[0]).unwrap_err().to_string();
+        let err = append(&mut b.builders[0], MyValue::Date(0, 0, 0, 0, 0, 0, 0), &cols[0]).unwrap_err().to_string();
         assert!(err.contains("zero date"), "{err}");
     }
 
@@ -1841,20 +1676,20 @@ mod tests {
     #[test]
     fn even_splits_stay_inside_the_bounds() {
         let col = column("c", DataType::Int, "int", true, Decode::Int);
-        let splits = MysqlConnector::equal_width(&col, &v(Kind::IntValue(0)), &v(Kind::IntValue(100)), 4).unwrap();
+        let splits = even_splits(&v(Kind::IntValue(0)), &v(Kind::IntValue(100)), 4, col.decimal_scale()).unwrap();
         assert_eq!(splits, vec![v(Kind::IntValue(25)), v(Kind::IntValue(50)), v(Kind::IntValue(75))]);
         let dcol = column("c", DataType::Decimal, "decimal(5,2)", true, Decode::Decimal(2));
-        let splits = MysqlConnector::equal_width(
-            &dcol,
+        let splits = even_splits(
             &v(Kind::DecimalValue("0.00".into())),
             &v(Kind::DecimalValue("1.00".into())),
             2,
+            dcol.decimal_scale(),
         )
         .unwrap();
         assert_eq!(splits, vec![v(Kind::DecimalValue("0.50".into()))]);
         let scol = column("c", DataType::String, "text", true, Decode::Text);
         assert!(
-            MysqlConnector::equal_width(&scol, &v(Kind::StringValue("a".into())), &v(Kind::StringValue("z".into())), 2)
+            even_splits(&v(Kind::StringValue("a".into())), &v(Kind::StringValue("z".into())), 2, scol.decimal_scale())
                 .is_none()
         );
     }

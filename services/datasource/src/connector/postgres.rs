@@ -6,11 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use arrow::array::{
-    ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, Date32Builder, Decimal128Builder, Float64Builder,
-    Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
-};
-use arrow::datatypes::{DataType as ArrowType, SchemaRef};
+use arrow::array::ArrayRef;
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use bytes::{Buf, BytesMut};
 use futures::StreamExt;
@@ -21,7 +18,9 @@ use tokio_postgres::{Client, NoTls};
 
 use super::check;
 use super::sql::{self, Dialect};
-use super::values::{arrow_schema, compare_values, decimal_precision_scale, micros_to_proto, proto_to_micros};
+use super::values::{
+    ColumnBuilder, arrow_schema, compare_values, decimal_precision_scale, micros_to_proto, proto_to_micros,
+};
 use super::{
     BatchStream, ColumnBounds, Connector, CursorWindow, METADATA_TIMEOUT, ReadSpec, SqlSettings, ValidationOutcome,
     project,
@@ -895,75 +894,6 @@ fn numeric_to_string(b: &[u8]) -> Result<String, DatasourceError> {
     Ok(if neg { format!("-{text}") } else { text })
 }
 
-enum Builder {
-    Bool(BooleanBuilder),
-    Int(Int64Builder),
-    Float(Float64Builder),
-    Decimal(Decimal128Builder),
-    Text(StringBuilder),
-    Bytes(BinaryBuilder),
-    Date(Date32Builder),
-    Timestamp(TimestampMicrosecondBuilder),
-}
-
-impl Builder {
-    fn new(t: &ArrowType, capacity: usize) -> Self {
-        match t {
-            ArrowType::Boolean => Self::Bool(BooleanBuilder::with_capacity(capacity)),
-            ArrowType::Int64 => Self::Int(Int64Builder::with_capacity(capacity)),
-            ArrowType::Float64 => Self::Float(Float64Builder::with_capacity(capacity)),
-            ArrowType::Decimal128(p, s) => Self::Decimal(
-                Decimal128Builder::with_capacity(capacity).with_precision_and_scale(*p, *s).unwrap_or_default(),
-            ),
-            ArrowType::Binary => Self::Bytes(BinaryBuilder::with_capacity(capacity, capacity * 16)),
-            ArrowType::Date32 => Self::Date(Date32Builder::with_capacity(capacity)),
-            ArrowType::Timestamp(_, tz) => {
-                Self::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone_opt(tz.clone()))
-            }
-            _ => Self::Text(StringBuilder::with_capacity(capacity, capacity * 16)),
-        }
-    }
-
-    fn null(&mut self) {
-        match self {
-            Self::Bool(b) => b.append_null(),
-            Self::Int(b) => b.append_null(),
-            Self::Float(b) => b.append_null(),
-            Self::Decimal(b) => b.append_null(),
-            Self::Text(b) => b.append_null(),
-            Self::Bytes(b) => b.append_null(),
-            Self::Date(b) => b.append_null(),
-            Self::Timestamp(b) => b.append_null(),
-        }
-    }
-
-    fn finish(&mut self) -> ArrayRef {
-        match self {
-            Self::Bool(b) => std::sync::Arc::new(b.finish()),
-            Self::Int(b) => std::sync::Arc::new(b.finish()),
-            Self::Float(b) => std::sync::Arc::new(b.finish()),
-            Self::Decimal(b) => std::sync::Arc::new(b.finish()),
-            Self::Text(b) => std::sync::Arc::new(b.finish()),
-            Self::Bytes(b) => std::sync::Arc::new(b.finish()),
-            Self::Date(b) => std::sync::Arc::new(b.finish()),
-            Self::Timestamp(b) => std::sync::Arc::new(b.finish()),
-        }
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            Self::Bool(b) => b.len(),
-            Self::Int(b) => b.len(),
-            Self::Float(b) => b.len(),
-            Self::Decimal(b) => b.len(),
-            Self::Text(b) => b.len(),
-            Self::Bytes(b) => b.len(),
-            Self::Date(b) => b.len(),
-            Self::Timestamp(b) => b.len(),
-        }
-    }
-}
-
 fn be_i16(b: &[u8]) -> i16 {
     i16::from_be_bytes([b[0], b[1]])
 }
@@ -980,7 +910,7 @@ fn be_i64(b: &[u8]) -> i64 {
 struct CopyDecoder {
     schema: SchemaRef,
     decodes: Vec<Decode>,
-    builders: Vec<Builder>,
+    builders: Vec<ColumnBuilder>,
     batch_rows: usize,
     rows: usize,
     buf: BytesMut,
@@ -990,7 +920,8 @@ struct CopyDecoder {
 
 impl CopyDecoder {
     fn new(schema: SchemaRef, decodes: Vec<Decode>, batch_rows: usize) -> Self {
-        let builders = schema.fields().iter().map(|f| Builder::new(f.data_type(), batch_rows.min(65_536))).collect();
+        let builders =
+            schema.fields().iter().map(|f| ColumnBuilder::new(f.data_type(), batch_rows.min(65_536))).collect();
         Self { schema, decodes, builders, batch_rows, rows: 0, buf: BytesMut::new(), header_done: false, ended: false }
     }
 
@@ -1032,7 +963,7 @@ impl CopyDecoder {
     }
 
     fn flush(&mut self) -> Result<RecordBatch, DatasourceError> {
-        let cols: Vec<ArrayRef> = self.builders.iter_mut().map(Builder::finish).collect();
+        let cols: Vec<ArrayRef> = self.builders.iter_mut().map(ColumnBuilder::finish).collect();
         self.rows = 0;
         Ok(RecordBatch::try_new(self.schema.clone(), cols)?)
     }
@@ -1083,27 +1014,29 @@ impl CopyDecoder {
             pos += len as usize;
             let bad = || DatasourceError::SchemaChanged(format!("column {i} no longer has the type it had"));
             match (decode, builder) {
-                (Decode::Bool, Builder::Bool(b)) => b.append_value(v.first().copied().unwrap_or(0) != 0),
-                (Decode::I16, Builder::Int(b)) if v.len() == 2 => b.append_value(be_i16(v).into()),
-                (Decode::I32, Builder::Int(b)) if v.len() == 4 => b.append_value(be_i32(v).into()),
-                (Decode::I64, Builder::Int(b)) if v.len() == 8 => b.append_value(be_i64(v)),
-                (Decode::F32, Builder::Float(b)) if v.len() == 4 => {
+                (Decode::Bool, ColumnBuilder::Bool(b)) => b.append_value(v.first().copied().unwrap_or(0) != 0),
+                (Decode::I16, ColumnBuilder::Int(b)) if v.len() == 2 => b.append_value(be_i16(v).into()),
+                (Decode::I32, ColumnBuilder::Int(b)) if v.len() == 4 => b.append_value(be_i32(v).into()),
+                (Decode::I64, ColumnBuilder::Int(b)) if v.len() == 8 => b.append_value(be_i64(v)),
+                (Decode::F32, ColumnBuilder::Float(b)) if v.len() == 4 => {
                     b.append_value(f32::from_be_bytes([v[0], v[1], v[2], v[3]]).into())
                 }
-                (Decode::F64, Builder::Float(b)) if v.len() == 8 => b.append_value(f64::from_bits(be_i64(v) as u64)),
-                (Decode::Numeric(scale), Builder::Decimal(b)) => b.append_value(numeric_to_i128(v, *scale)?),
-                (Decode::Text, Builder::Text(b)) => {
+                (Decode::F64, ColumnBuilder::Float(b)) if v.len() == 8 => {
+                    b.append_value(f64::from_bits(be_i64(v) as u64))
+                }
+                (Decode::Numeric(scale), ColumnBuilder::Decimal(b)) => b.append_value(numeric_to_i128(v, *scale)?),
+                (Decode::Text, ColumnBuilder::Text(b)) => {
                     b.append_value(std::str::from_utf8(v).map_err(|_| bad())?);
                 }
-                (Decode::Jsonb, Builder::Text(b)) if !v.is_empty() => {
+                (Decode::Jsonb, ColumnBuilder::Text(b)) if !v.is_empty() => {
                     b.append_value(std::str::from_utf8(&v[1..]).map_err(|_| bad())?);
                 }
-                (Decode::Uuid, Builder::Text(b)) if v.len() == 16 => b.append_value(uuid_text(v)),
-                (Decode::Bytea, Builder::Bytes(b)) => b.append_value(v),
-                (Decode::Date, Builder::Date(b)) if v.len() == 4 => {
+                (Decode::Uuid, ColumnBuilder::Text(b)) if v.len() == 16 => b.append_value(uuid_text(v)),
+                (Decode::Bytea, ColumnBuilder::Bytes(b)) => b.append_value(v),
+                (Decode::Date, ColumnBuilder::Date(b)) if v.len() == 4 => {
                     b.append_value(be_i32(v).saturating_add(PG_EPOCH_DAYS))
                 }
-                (Decode::Timestamp, Builder::Timestamp(b)) if v.len() == 8 => {
+                (Decode::Timestamp, ColumnBuilder::Timestamp(b)) if v.len() == 8 => {
                     b.append_value(be_i64(v).saturating_add(PG_EPOCH_MICROS))
                 }
                 _ => return Err(bad()),

@@ -166,6 +166,24 @@ pub fn min_max(d: &dyn Dialect, from: &str, column: &str, cursor: Option<&Cursor
     Statement { sql: format!("SELECT min({c}), max({c}) FROM {from}{clause}"), params }
 }
 
+/// The first value of each of `count` equal-sized buckets but the first
+/// (`NTILE`), over the non-null values of `column` inside `cursor`: split
+/// points that give ranges of about the same number of rows.
+pub fn ntile_starts(d: &dyn Dialect, from: &str, column: &str, count: u32, cursor: Option<&CursorWindow>) -> Statement {
+    let c = d.quote(column);
+    let mut f = Filter::new(d);
+    if let Some(w) = cursor {
+        f.cursor(w);
+    }
+    f.push_raw(format!("{c} IS NOT NULL"));
+    let (clause, params) = f.into_parts();
+    let sql = format!(
+        "SELECT min(pulse_v) FROM (SELECT {c} AS pulse_v, NTILE({count}) OVER (ORDER BY {c}) AS pulse_b \
+         FROM {from}{clause}) AS pulse_s GROUP BY pulse_b HAVING pulse_b > 1 ORDER BY pulse_b"
+    );
+    Statement { sql, params }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

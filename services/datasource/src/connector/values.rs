@@ -16,8 +16,9 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, BinaryArray, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int64Array, StringArray,
-    TimestampMicrosecondArray,
+    Array, ArrayBuilder, ArrayRef, BinaryArray, BinaryBuilder, BooleanArray, BooleanBuilder, Date32Array,
+    Date32Builder, Decimal128Array, Decimal128Builder, Float64Array, Float64Builder, Int64Array, Int64Builder,
+    StringArray, StringBuilder, TimestampMicrosecondArray, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType as ArrowType, Field, Schema as ArrowSchema, SchemaRef, TimeUnit};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -344,6 +345,178 @@ pub fn compare_values(a: &Value, b: &Value) -> std::cmp::Ordering {
         (None, _) => Ordering::Less,
         (_, None) => Ordering::Greater,
         _ => Ordering::Equal,
+    }
+}
+
+/// Decimal text (`-12.345`) as an integer scaled by 10^scale, rounded half
+/// away from zero past the scale.
+pub fn decimal_text_to_i128(text: &str, scale: i8) -> Option<i128> {
+    let t = text.trim();
+    let (neg, t) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
+    };
+    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    if int.is_empty() && frac.is_empty() {
+        return None;
+    }
+    if !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let scale = usize::try_from(scale).ok()?;
+    let mut acc: i128 = 0;
+    for b in int.bytes() {
+        acc = acc.checked_mul(10)?.checked_add(i128::from(b - b'0'))?;
+    }
+    let fb = frac.as_bytes();
+    for i in 0..scale {
+        let d = fb.get(i).map(|b| b - b'0').unwrap_or(0);
+        acc = acc.checked_mul(10)?.checked_add(i128::from(d))?;
+    }
+    if fb.get(scale).is_some_and(|b| *b >= b'5') {
+        acc = acc.checked_add(1)?;
+    }
+    Some(if neg { -acc } else { acc })
+}
+
+/// The text of a scaled integer, e.g. (1250, 2) → "12.50".
+pub fn i128_to_decimal_text(v: i128, scale: i8) -> String {
+    let digits = v.unsigned_abs().to_string();
+    let s = usize::try_from(scale).unwrap_or(0);
+    let text = if s == 0 {
+        digits
+    } else if digits.len() > s {
+        format!("{}.{}", &digits[..digits.len() - s], &digits[digits.len() - s..])
+    } else {
+        format!("0.{}{}", "0".repeat(s - digits.len()), digits)
+    };
+    if v < 0 { format!("-{text}") } else { text }
+}
+
+/// `count - 1` split points evenly spaced between min and max (numeric and
+/// temporal values only; decimals need their column's scale).
+pub fn even_splits(min: &Value, max: &Value, count: u32, decimal_scale: Option<i8>) -> Option<Vec<Value>> {
+    let n = i128::from(count);
+    let lerp = |lo: i128, hi: i128| -> Vec<i128> { (1..n).map(|k| lo + (hi - lo) * k / n).collect() };
+    let kinds: Vec<Kind> = match (&min.kind, &max.kind, decimal_scale) {
+        (Some(Kind::IntValue(a)), Some(Kind::IntValue(b)), _) => {
+            lerp(i128::from(*a), i128::from(*b)).into_iter().map(|v| Kind::IntValue(v as i64)).collect()
+        }
+        (Some(Kind::FloatValue(a)), Some(Kind::FloatValue(b)), _) => {
+            (1..count).map(|k| Kind::FloatValue(a + (b - a) * f64::from(k) / f64::from(count))).collect()
+        }
+        (Some(Kind::DecimalValue(a)), Some(Kind::DecimalValue(b)), Some(s)) => {
+            let (a, b) = (decimal_text_to_i128(a, s)?, decimal_text_to_i128(b, s)?);
+            lerp(a, b).into_iter().map(|v| Kind::DecimalValue(i128_to_decimal_text(v, s))).collect()
+        }
+        (Some(Kind::DateValue(a)), Some(Kind::DateValue(b)), _) => {
+            let epoch = NaiveDate::from_ymd_opt(1970, 1, 1)?;
+            let da = i128::from((NaiveDate::parse_from_str(a, "%Y-%m-%d").ok()? - epoch).num_days());
+            let db = i128::from((NaiveDate::parse_from_str(b, "%Y-%m-%d").ok()? - epoch).num_days());
+            lerp(da, db)
+                .into_iter()
+                .filter_map(|d| {
+                    let day = epoch.checked_add_signed(chrono::Duration::days(d as i64))?;
+                    Some(Kind::DateValue(day.format("%Y-%m-%d").to_string()))
+                })
+                .collect()
+        }
+        (Some(Kind::TimestampValue(a)), Some(Kind::TimestampValue(b)), _) => {
+            lerp(i128::from(proto_to_micros(a)), i128::from(proto_to_micros(b)))
+                .into_iter()
+                .map(|us| Kind::TimestampValue(micros_to_proto(us as i64)))
+                .collect()
+        }
+        _ => return None,
+    };
+    Some(kinds.into_iter().map(|k| Value { kind: Some(k) }).collect())
+}
+
+/// Split candidates reduced to strictly ascending values inside `(min, max]`.
+pub fn ordered_splits(candidates: Vec<Value>, min: &Value, max: &Value) -> Vec<Value> {
+    let mut splits: Vec<Value> = Vec::new();
+    for v in candidates {
+        let above = compare_values(&v, splits.last().unwrap_or(min)) == std::cmp::Ordering::Greater;
+        let within = compare_values(&v, max) != std::cmp::Ordering::Greater;
+        if v.kind.is_some() && above && within {
+            splits.push(v);
+        }
+    }
+    splits
+}
+
+/// An Arrow builder for one canonical column type; connectors append their
+/// decoded values to the variant `new` picked.
+pub enum ColumnBuilder {
+    Bool(BooleanBuilder),
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Decimal(Decimal128Builder),
+    Text(StringBuilder),
+    Bytes(BinaryBuilder),
+    Date(Date32Builder),
+    Timestamp(TimestampMicrosecondBuilder),
+}
+
+impl ColumnBuilder {
+    pub fn new(t: &ArrowType, capacity: usize) -> Self {
+        match t {
+            ArrowType::Boolean => Self::Bool(BooleanBuilder::with_capacity(capacity)),
+            ArrowType::Int64 => Self::Int(Int64Builder::with_capacity(capacity)),
+            ArrowType::Float64 => Self::Float(Float64Builder::with_capacity(capacity)),
+            ArrowType::Decimal128(p, s) => Self::Decimal(
+                Decimal128Builder::with_capacity(capacity).with_precision_and_scale(*p, *s).unwrap_or_default(),
+            ),
+            ArrowType::Binary => Self::Bytes(BinaryBuilder::with_capacity(capacity, capacity * 16)),
+            ArrowType::Date32 => Self::Date(Date32Builder::with_capacity(capacity)),
+            ArrowType::Timestamp(_, tz) => {
+                Self::Timestamp(TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone_opt(tz.clone()))
+            }
+            _ => Self::Text(StringBuilder::with_capacity(capacity, capacity * 16)),
+        }
+    }
+
+    pub fn null(&mut self) {
+        match self {
+            Self::Bool(b) => b.append_null(),
+            Self::Int(b) => b.append_null(),
+            Self::Float(b) => b.append_null(),
+            Self::Decimal(b) => b.append_null(),
+            Self::Text(b) => b.append_null(),
+            Self::Bytes(b) => b.append_null(),
+            Self::Date(b) => b.append_null(),
+            Self::Timestamp(b) => b.append_null(),
+        }
+    }
+
+    pub fn finish(&mut self) -> ArrayRef {
+        match self {
+            Self::Bool(b) => Arc::new(b.finish()),
+            Self::Int(b) => Arc::new(b.finish()),
+            Self::Float(b) => Arc::new(b.finish()),
+            Self::Decimal(b) => Arc::new(b.finish()),
+            Self::Text(b) => Arc::new(b.finish()),
+            Self::Bytes(b) => Arc::new(b.finish()),
+            Self::Date(b) => Arc::new(b.finish()),
+            Self::Timestamp(b) => Arc::new(b.finish()),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Bool(b) => b.len(),
+            Self::Int(b) => b.len(),
+            Self::Float(b) => b.len(),
+            Self::Decimal(b) => b.len(),
+            Self::Text(b) => b.len(),
+            Self::Bytes(b) => b.len(),
+            Self::Date(b) => b.len(),
+            Self::Timestamp(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
