@@ -1,4 +1,4 @@
-//! Datasource and snapshot calls for the SDK, as proto3 JSON: Python sends a
+//! Datasource, snapshot and trainer calls for the SDK, as proto3 JSON: Python sends a
 //! request as JSON and gets the answer as JSON, both in the contracts'
 //! canonical mapping (snake_case fields, enum names), so the Python layer
 //! needs no generated code and every field of the contracts is reachable.
@@ -9,15 +9,20 @@ use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use pulse_client::pulse_proto::datasource::v1 as ds;
 use pulse_client::pulse_proto::prost::Message;
 use pulse_client::pulse_proto::snapshot::v1 as sn;
+use pulse_client::pulse_proto::trainer::v1 as tr;
 use pulse_client::{Client, ClientError};
 
 fn pool() -> Result<&'static DescriptorPool, ClientError> {
     static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
     POOL.get_or_init(|| {
-        let set = pulse_client::pulse_proto::service("pulse.snapshot.v1.SnapshotService")
-            .ok_or("the snapshot contract is missing from this build")?
-            .descriptor_set;
-        DescriptorPool::decode(set).map_err(|e| e.to_string())
+        let mut pool = DescriptorPool::new();
+        for service in ["pulse.snapshot.v1.SnapshotService", "pulse.trainer.v1.TrainerService"] {
+            let set = pulse_client::pulse_proto::service(service)
+                .ok_or_else(|| format!("the {service} contract is missing from this build"))?
+                .descriptor_set;
+            pool.decode_file_descriptor_set(set).map_err(|e| e.to_string())?;
+        }
+        Ok(pool)
     })
     .as_ref()
     .map_err(|e| ClientError::InvalidArgument(format!("contracts: {e}")))
@@ -62,6 +67,7 @@ pub(crate) async fn call(
 ) -> Result<String, ClientError> {
     const D: &str = "pulse.datasource.v1.";
     const S: &str = "pulse.snapshot.v1.";
+    const T: &str = "pulse.trainer.v1.";
     let r = request.as_str();
     match method.as_str() {
         "register_datasource" => {
@@ -149,6 +155,70 @@ pub(crate) async fn call(
                 &format!("{S}Dataset"),
                 &client.set_retention_policy(&req.dataset_id, req.retention.unwrap_or_default()).await?,
             )
+        }
+        "register_contract" => {
+            let req: tr::RegisterContractRequest = from_json(&format!("{T}RegisterContractRequest"), r)?;
+            to_json(&format!("{T}RegisterContractResponse"), &client.register_contract(&req.yaml).await?)
+        }
+        "get_contract" => {
+            let req: tr::GetContractRequest = from_json(&format!("{T}GetContractRequest"), r)?;
+            to_json(&format!("{T}Contract"), &client.get_contract(&req.model, req.version).await?)
+        }
+        "list_contracts" => {
+            let req: tr::ListContractsRequest = from_json(&format!("{T}ListContractsRequest"), r)?;
+            to_json(&format!("{T}ListContractsResponse"), &client.list_contracts(req).await?)
+        }
+        "validate_dataset" => {
+            let req: tr::ValidateDatasetRequest = from_json(&format!("{T}ValidateDatasetRequest"), r)?;
+            to_json(&format!("{T}ValidationReport"), &client.validate_dataset(req).await?)
+        }
+        "start_training" => {
+            let req: tr::StartTrainingRequest = from_json(&format!("{T}StartTrainingRequest"), r)?;
+            to_json(&format!("{T}TrainingJob"), &client.start_training(req, &idempotency_key).await?)
+        }
+        "get_training_job" => {
+            let req: tr::GetTrainingJobRequest = from_json(&format!("{T}GetTrainingJobRequest"), r)?;
+            to_json(&format!("{T}TrainingJob"), &client.get_training_job(&req.job_id).await?)
+        }
+        "cancel_training_job" => {
+            let req: tr::CancelTrainingJobRequest = from_json(&format!("{T}CancelTrainingJobRequest"), r)?;
+            to_json(&format!("{T}TrainingJob"), &client.cancel_training_job(&req.job_id, &req.reason).await?)
+        }
+        "retry_training_job" => {
+            let req: tr::RetryTrainingJobRequest = from_json(&format!("{T}RetryTrainingJobRequest"), r)?;
+            to_json(&format!("{T}TrainingJob"), &client.retry_training_job(&req.job_id).await?)
+        }
+        "list_training_jobs" => {
+            let req: tr::ListTrainingJobsRequest = from_json(&format!("{T}ListTrainingJobsRequest"), r)?;
+            to_json(&format!("{T}ListTrainingJobsResponse"), &client.list_training_jobs(req).await?)
+        }
+        "list_models" => {
+            let req: tr::ListModelsRequest = from_json(&format!("{T}ListModelsRequest"), r)?;
+            to_json(&format!("{T}ListModelsResponse"), &client.list_models(req).await?)
+        }
+        "get_model" => {
+            let req: tr::GetModelRequest = from_json(&format!("{T}GetModelRequest"), r)?;
+            to_json(&format!("{T}Model"), &client.get_model(&req.model).await?)
+        }
+        "list_model_versions" => {
+            let req: tr::ListModelVersionsRequest = from_json(&format!("{T}ListModelVersionsRequest"), r)?;
+            to_json(&format!("{T}ListModelVersionsResponse"), &client.list_model_versions(req).await?)
+        }
+        "get_model_version" => {
+            let req: tr::GetModelVersionRequest = from_json(&format!("{T}GetModelVersionRequest"), r)?;
+            to_json(&format!("{T}ModelVersion"), &client.get_model_version(req).await?)
+        }
+        "evaluate_model" => {
+            let req: tr::EvaluateModelRequest = from_json(&format!("{T}EvaluateModelRequest"), r)?;
+            to_json(&format!("{T}Evaluation"), &client.evaluate_model(req).await?)
+        }
+        "promote_model" => {
+            let req: tr::PromoteModelRequest = from_json(&format!("{T}PromoteModelRequest"), r)?;
+            to_json(&format!("{T}PromoteModelResponse"), &client.promote_model(req).await?)
+        }
+        "rollback_model" => {
+            let req: tr::RollbackModelRequest = from_json(&format!("{T}RollbackModelRequest"), r)?;
+            to_json(&format!("{T}RollbackModelResponse"), &client.rollback_model(req).await?)
         }
         other => Err(ClientError::InvalidArgument(format!("method: unknown call '{other}'"))),
     }

@@ -17,6 +17,7 @@ gRPC ``code`` and the server's ``message``.
 from pulse._client import DEFAULT_ENDPOINT, Client, connect
 from pulse._datasets import Datasource, DatasetVersion, Record, SnapshotJob
 from pulse._native import Trace, __version__
+from pulse._training import ModelVersion, TrainingJob, TrainingRun
 from pulse.exceptions import (
     Aborted,
     AlreadyExists,
@@ -42,6 +43,9 @@ __all__ = [
     "DatasetVersion",
     "Record",
     "SnapshotJob",
+    "TrainingJob",
+    "TrainingRun",
+    "ModelVersion",
     "PulseError",
     "InvalidArgument",
     "NotFound",

@@ -13,13 +13,21 @@ from pulse.exceptions import FailedPrecondition, PulseError
 
 # Enum fields come back as their short lower-case names ("postgres", "succeeded").
 _ENUM_PREFIXES = {
-    "connector": "CONNECTOR_KIND_",
-    "status": "JOB_STATUS_",
-    "mode": "EXTRACTION_MODE_",
-    "kind": "OBJECT_KIND_",
-    "data_type": "DATA_TYPE_",
-    "state": "DATASET_VERSION_STATE_",
-    "format": "FILE_FORMAT_",
+    "connector": ("CONNECTOR_KIND_",),
+    "status": ("JOB_STATUS_",),
+    "mode": ("EXTRACTION_MODE_",),
+    "kind": ("OBJECT_KIND_", "GATE_KIND_", "STAGE_CHANGE_KIND_", "WORKER_KIND_"),
+    "data_type": ("DATA_TYPE_",),
+    "state": ("DATASET_VERSION_STATE_", "WORKER_STATE_"),
+    "format": ("FILE_FORMAT_",),
+    "task": ("TASK_",),
+    "algorithm": ("ALGORITHM_",),
+    "stage": ("MODEL_STAGE_",),
+    "from_stage": ("MODEL_STAGE_",),
+    "to_stage": ("MODEL_STAGE_",),
+    "type": ("FEATURE_TYPE_",),
+    "impute": ("IMPUTATION_",),
+    "non_finite": ("NON_FINITE_POLICY_",),
 }
 _CHECK_STATUS = "CHECK_STATUS_"
 
@@ -58,9 +66,9 @@ def _record(value: Any, key: str = "", cls: type = Record) -> Any:
     if isinstance(value, list):
         return [_record(v, key) for v in value]
     if isinstance(value, str):
-        prefix = _ENUM_PREFIXES.get(key)
-        if prefix and value.startswith(prefix):
-            return value[len(prefix):].lower()
+        for prefix in _ENUM_PREFIXES.get(key, ()):
+            if value.startswith(prefix):
+                return value[len(prefix):].lower()
         if value.startswith(_CHECK_STATUS):
             return value[len(_CHECK_STATUS):].lower()
     return value
@@ -175,16 +183,21 @@ class SnapshotJob:
 
 
 class _ProgressBar:
-    def __init__(self, job_id: str) -> None:
+    def __init__(self, job_id: str, what: str = "snapshot", unit: str = "rows") -> None:
         self.job_id = job_id
+        self.what, self.unit = what, unit
         self.tqdm = None
         try:
             from tqdm.auto import tqdm
 
-            self.tqdm = tqdm(desc=f"snapshot {job_id[-8:]}", unit="rows", unit_scale=True)
+            self.tqdm = tqdm(desc=f"{what} {job_id[-8:]}", unit=unit, unit_scale=True)
         except ImportError:
             pass
         self.last = ""
+
+    def detail(self, job: Mapping[str, Any]) -> str:
+        p = job.get("progress") or {}
+        return f"{job.get('status', '')} · {p.get('rate', 0):,.0f} {self.unit}/s"
 
     def update(self, job: Mapping[str, Any]) -> None:
         p = job.get("progress") or {}
@@ -193,10 +206,10 @@ class _ProgressBar:
             if total and self.tqdm.total != total:
                 self.tqdm.total = total
             self.tqdm.n = done
-            self.tqdm.set_postfix_str(f"{job.get('status', '')} · {p.get('rate', 0):,.0f} rows/s", refresh=False)
+            self.tqdm.set_postfix_str(self.detail(job), refresh=False)
             self.tqdm.refresh()
         else:
-            line = f"\rsnapshot {self.job_id}: {job.get('status', '')} {done:,}/{total:,} rows ({p.get('rate', 0):,.0f} rows/s)"
+            line = f"\r{self.what} {self.job_id}: {done:,}/{total:,} {self.unit} ({self.detail(job)})"
             if line != self.last:
                 sys.stderr.write(line)
                 sys.stderr.flush()

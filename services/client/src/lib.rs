@@ -18,6 +18,8 @@ use pulse_proto::snapshot::v1::snapshot_service_client::SnapshotServiceClient;
 use pulse_proto::tonic::metadata::MetadataValue;
 use pulse_proto::tonic::transport::{Channel, Endpoint};
 use pulse_proto::tonic::{Code, Request};
+use pulse_proto::trainer::v1 as trainer;
+use pulse_proto::trainer::v1::trainer_service_client::TrainerServiceClient;
 
 pub use error::ClientError;
 pub use pulse_proto;
@@ -470,6 +472,101 @@ impl Client {
         let msg = snapshot::RollbackDatasetRequest { dataset_id: dataset_id.into(), to_version, reason: reason.into() };
         self.call(msg, Some(""), |ch, r| async move { snapshot_client(ch).rollback_dataset(r).await }).await
     }
+
+    // ---- trainer -----------------------------------------------------------
+
+    pub async fn register_contract(&self, yaml: &str) -> Result<trainer::RegisterContractResponse> {
+        let msg = trainer::RegisterContractRequest { yaml: yaml.into() };
+        self.call(msg, Some(""), |ch, r| async move { trainer_client(ch).register_contract(r).await }).await
+    }
+
+    pub async fn get_contract(&self, model: &str, version: u32) -> Result<trainer::Contract> {
+        let msg = trainer::GetContractRequest { model: model.into(), version };
+        self.call(msg, None, |ch, r| async move { trainer_client(ch).get_contract(r).await }).await
+    }
+
+    pub async fn list_contracts(&self, req: trainer::ListContractsRequest) -> Result<trainer::ListContractsResponse> {
+        self.call(req, None, |ch, r| async move { trainer_client(ch).list_contracts(r).await }).await
+    }
+
+    pub async fn validate_dataset(&self, req: trainer::ValidateDatasetRequest) -> Result<trainer::ValidationReport> {
+        self.call(req, None, |ch, r| async move { trainer_client(ch).validate_dataset(r).await }).await
+    }
+
+    pub async fn start_training(
+        &self,
+        req: trainer::StartTrainingRequest,
+        idempotency_key: &str,
+    ) -> Result<trainer::TrainingJob> {
+        self.call(req, Some(idempotency_key), |ch, r| async move { trainer_client(ch).start_training(r).await }).await
+    }
+
+    pub async fn get_training_job(&self, job_id: &str) -> Result<trainer::TrainingJob> {
+        let msg = trainer::GetTrainingJobRequest { job_id: job_id.into() };
+        self.call(msg, None, |ch, r| async move { trainer_client(ch).get_training_job(r).await }).await
+    }
+
+    /// The job's progress as it trains, until it ends.
+    pub async fn watch_training_job(
+        &self,
+        job_id: &str,
+        min_interval: Duration,
+    ) -> Result<pulse_proto::tonic::Streaming<trainer::TrainingUpdate>> {
+        let msg = trainer::WatchTrainingJobRequest {
+            job_id: job_id.into(),
+            min_interval: prost_types::Duration::try_from(min_interval).ok(),
+        };
+        Ok(trainer_client(self.channel.clone()).watch_training_job(self.request(msg, None)?).await?.into_inner())
+    }
+
+    pub async fn cancel_training_job(&self, job_id: &str, reason: &str) -> Result<trainer::TrainingJob> {
+        let msg = trainer::CancelTrainingJobRequest { job_id: job_id.into(), reason: reason.into() };
+        self.call(msg, Some(""), |ch, r| async move { trainer_client(ch).cancel_training_job(r).await }).await
+    }
+
+    pub async fn retry_training_job(&self, job_id: &str) -> Result<trainer::TrainingJob> {
+        let msg = trainer::RetryTrainingJobRequest { job_id: job_id.into() };
+        self.call(msg, Some(""), |ch, r| async move { trainer_client(ch).retry_training_job(r).await }).await
+    }
+
+    pub async fn list_training_jobs(
+        &self,
+        req: trainer::ListTrainingJobsRequest,
+    ) -> Result<trainer::ListTrainingJobsResponse> {
+        self.call(req, None, |ch, r| async move { trainer_client(ch).list_training_jobs(r).await }).await
+    }
+
+    pub async fn list_models(&self, req: trainer::ListModelsRequest) -> Result<trainer::ListModelsResponse> {
+        self.call(req, None, |ch, r| async move { trainer_client(ch).list_models(r).await }).await
+    }
+
+    pub async fn get_model(&self, model: &str) -> Result<trainer::Model> {
+        let msg = trainer::GetModelRequest { model: model.into() };
+        self.call(msg, None, |ch, r| async move { trainer_client(ch).get_model(r).await }).await
+    }
+
+    pub async fn list_model_versions(
+        &self,
+        req: trainer::ListModelVersionsRequest,
+    ) -> Result<trainer::ListModelVersionsResponse> {
+        self.call(req, None, |ch, r| async move { trainer_client(ch).list_model_versions(r).await }).await
+    }
+
+    pub async fn get_model_version(&self, req: trainer::GetModelVersionRequest) -> Result<trainer::ModelVersion> {
+        self.call(req, None, |ch, r| async move { trainer_client(ch).get_model_version(r).await }).await
+    }
+
+    pub async fn evaluate_model(&self, req: trainer::EvaluateModelRequest) -> Result<trainer::Evaluation> {
+        self.call(req, Some(""), |ch, r| async move { trainer_client(ch).evaluate_model(r).await }).await
+    }
+
+    pub async fn promote_model(&self, req: trainer::PromoteModelRequest) -> Result<trainer::PromoteModelResponse> {
+        self.call(req, Some(""), |ch, r| async move { trainer_client(ch).promote_model(r).await }).await
+    }
+
+    pub async fn rollback_model(&self, req: trainer::RollbackModelRequest) -> Result<trainer::RollbackModelResponse> {
+        self.call(req, Some(""), |ch, r| async move { trainer_client(ch).rollback_model(r).await }).await
+    }
 }
 
 fn datasource_client(channel: Channel) -> DatasourceServiceClient<Channel> {
@@ -478,4 +575,8 @@ fn datasource_client(channel: Channel) -> DatasourceServiceClient<Channel> {
 
 fn snapshot_client(channel: Channel) -> SnapshotServiceClient<Channel> {
     SnapshotServiceClient::new(channel).max_decoding_message_size(256 * 1024 * 1024)
+}
+
+fn trainer_client(channel: Channel) -> TrainerServiceClient<Channel> {
+    TrainerServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024)
 }

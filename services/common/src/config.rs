@@ -84,6 +84,10 @@ pub struct Config {
     /// Extraction jobs this process runs at once; 0 makes it serve the API
     /// only. Default 2.
     pub extraction_workers: usize,
+    /// Training jobs this process runs at once; 0 makes it serve the API
+    /// only (other processes' workers train). Default 1: training uses every
+    /// core it is given.
+    pub training_workers: usize,
     /// A job whose worker has not renewed its lease for this long is taken
     /// over by another worker. Default 30.
     pub job_lease_seconds: u64,
@@ -115,6 +119,7 @@ impl Default for Config {
             bootstrap_default_tenant: true,
             file_roots: Vec::new(),
             extraction_workers: 2,
+            training_workers: 1,
             job_lease_seconds: 30,
         }
     }

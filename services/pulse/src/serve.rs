@@ -6,7 +6,7 @@ use anyhow::Context;
 use pulse_common::Config;
 use pulse_common::grpc::pending::Pending;
 use pulse_common::host::{AdminKeySource, Hosted, Platform, Server, shutdown_signal};
-use pulse_proto::{drift, inference, trainer};
+use pulse_proto::{drift, inference};
 
 use crate::cli::{ServeArgs, ServiceName};
 
@@ -15,6 +15,7 @@ use crate::cli::{ServeArgs, ServiceName};
 struct Opened {
     datasources: Option<pulse_datasource::Datasources>,
     lineage: Option<pulse_lineage::Lineage>,
+    snapshots: Option<pulse_snapshot::Snapshots>,
 }
 
 impl Opened {
@@ -23,6 +24,16 @@ impl Opened {
             self.datasources = Some(pulse_datasource::open(platform).await?);
         }
         Ok(self.datasources.clone().expect("opened above"))
+    }
+
+    /// The snapshot domain (and its extraction workers), opened once.
+    async fn snapshots(&mut self, platform: &Platform) -> anyhow::Result<pulse_snapshot::Snapshots> {
+        if self.snapshots.is_none() {
+            let datasources = self.datasources(platform).await?;
+            let lineage = self.lineage(platform).await?;
+            self.snapshots = Some(pulse_snapshot::open(platform, datasources, Some(lineage)).await?);
+        }
+        Ok(self.snapshots.clone().expect("opened above"))
     }
 
     async fn lineage(&mut self, platform: &Platform) -> anyhow::Result<pulse_lineage::Lineage> {
@@ -42,13 +53,15 @@ async fn hosted(platform: &Platform, service: ServiceName, opened: &mut Opened) 
         ServiceName::Snapshot => {
             // The snapshot service reads sources through the datasource
             // registry and records lineage; both live in the shared database.
-            let datasources = opened.datasources(platform).await?;
-            let lineage = opened.lineage(platform).await?;
-            let snapshots = pulse_snapshot::open(platform, datasources, Some(lineage)).await?;
-            pulse_snapshot::hosted(snapshots, platform)
+            pulse_snapshot::hosted(opened.snapshots(platform).await?, platform)
         }
         ServiceName::Trainer => {
-            Hosted::new(Pending::<trainer::v1::trainer_service_server::TrainerServiceServer<Unused>>::new())
+            // The trainer reads dataset versions through the snapshot
+            // service's domain and records lineage.
+            let snapshots = opened.snapshots(platform).await?;
+            let lineage = opened.lineage(platform).await?;
+            let trainer = pulse_trainer::open(platform, snapshots, Some(lineage)).await?;
+            pulse_trainer::hosted(trainer, platform)
         }
         ServiceName::Inference => {
             Hosted::new(Pending::<inference::v1::inference_service_server::InferenceServiceServer<Unused>>::new())

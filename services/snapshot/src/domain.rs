@@ -168,7 +168,7 @@ impl Snapshots {
         }
     }
 
-    pub(crate) fn tenant_objects(&self, tenant: &str) -> Result<TenantObjects, SnapshotError> {
+    pub fn tenant_objects(&self, tenant: &str) -> Result<TenantObjects, SnapshotError> {
         Ok(TenantObjects::new(self.objects.clone(), tenant)?)
     }
 

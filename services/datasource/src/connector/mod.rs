@@ -188,6 +188,55 @@ pub(crate) fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Marks the checks after a failed one as skipped: the connection checks
+/// from `from` on (0 reachable, 1 authenticated, 2 read_only) and every
+/// object (named as given).
+pub(crate) fn skip_rest(
+    out: &mut ValidationOutcome,
+    from: usize,
+    objects: impl IntoIterator<Item = String>,
+    started: std::time::Instant,
+) {
+    use pulse_proto::datasource::v1::CheckStatus;
+    for name in &["reachable", "authenticated", "read_only"][from.min(3)..] {
+        out.checks.push(check(name, CheckStatus::Skipped, "not tried: an earlier check failed", started));
+    }
+    for o in objects {
+        out.checks.push(check(
+            &format!("object:{o}"),
+            CheckStatus::Skipped,
+            "not tried: an earlier check failed",
+            started,
+        ));
+    }
+}
+
+/// The `reachable` check: a TCP connection to `host:port` within `timeout`.
+/// Pushes the check and answers whether it passed; `hint` ends the failure
+/// message (what to check at the source).
+pub(crate) async fn reachable(
+    out: &mut ValidationOutcome,
+    host: &str,
+    port: u16,
+    endpoint: &str,
+    timeout: Duration,
+    hint: &str,
+) -> bool {
+    use pulse_proto::datasource::v1::CheckStatus;
+    let started = std::time::Instant::now();
+    let (status, message) = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port))).await {
+        Ok(Ok(_)) => (CheckStatus::Passed, String::new()),
+        Ok(Err(e)) => (CheckStatus::Failed, format!("cannot connect to {endpoint}: {e}; {hint}")),
+        Err(_) => (
+            CheckStatus::Failed,
+            format!("no answer from {endpoint} within {timeout:?}; check the host, port and firewall"),
+        ),
+    };
+    out.reachable = status == CheckStatus::Passed;
+    out.checks.push(check("reachable", status, message, started));
+    out.reachable
+}
+
 /// One validation check, timed from `started`.
 pub(crate) fn check(
     name: &str,

@@ -32,7 +32,7 @@ use super::{
     BatchStream, ColumnBounds, Connector, CursorWindow, METADATA_TIMEOUT, ReadSpec, SqlSettings, ValidationOutcome,
     project,
 };
-use super::{check, percent_decode};
+use super::{check, percent_decode, reachable, skip_rest};
 use crate::error::DatasourceError;
 use crate::names::ObjectName;
 
@@ -1033,54 +1033,15 @@ impl Connector for MysqlConnector {
     async fn validate(&self, objects: &[ObjectName]) -> ValidationOutcome {
         let mut out = ValidationOutcome::default();
         let skipped = |out: &mut ValidationOutcome, from: usize, started: Instant| {
-            let names = ["reachable", "authenticated", "read_only"];
-            for name in &names[from..] {
-                out.checks.push(check(name, CheckStatus::Skipped, "not tried: an earlier check failed", started));
-            }
-            for o in objects {
-                out.checks.push(check(
-                    &format!("object:{}", self.qualified(o).canonical()),
-                    CheckStatus::Skipped,
-                    "not tried: an earlier check failed",
-                    started,
-                ));
-            }
+            skip_rest(out, from, objects.iter().map(|o| self.qualified(o).canonical()), started)
         };
 
-        let started = Instant::now();
         let timeout = self.connect_timeout();
-        let tcp =
-            tokio::time::timeout(timeout, tokio::net::TcpStream::connect((self.dsn.host.as_str(), self.dsn.port)))
-                .await;
-        match tcp {
-            Ok(Ok(_)) => {
-                out.reachable = true;
-                out.checks.push(check("reachable", CheckStatus::Passed, "", started));
-            }
-            Ok(Err(e)) => {
-                out.checks.push(check(
-                    "reachable",
-                    CheckStatus::Failed,
-                    format!(
-                        "cannot connect to {}: {e}; is the host reachable from the Pulse server, and is MySQL \
-                         listening on that port?",
-                        self.endpoint()
-                    ),
-                    started,
-                ));
-                skipped(&mut out, 1, started);
-                return out;
-            }
-            Err(_) => {
-                out.checks.push(check(
-                    "reachable",
-                    CheckStatus::Failed,
-                    format!("no answer from {} within {timeout:?}; check the host, port and firewall", self.endpoint()),
-                    started,
-                ));
-                skipped(&mut out, 1, started);
-                return out;
-            }
+        let started = Instant::now();
+        let hint = "is the host reachable from the Pulse server, and is MySQL listening on that port?";
+        if !reachable(&mut out, &self.dsn.host, self.dsn.port, &self.endpoint(), timeout, hint).await {
+            skipped(&mut out, 1, started);
+            return out;
         }
 
         let started = Instant::now();

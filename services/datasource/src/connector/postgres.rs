@@ -16,7 +16,6 @@ use pulse_proto::datasource::v1::value::Kind;
 use pulse_proto::datasource::v1::{CheckStatus, ObjectKind, ObjectSchema, ObjectSize, Value};
 use tokio_postgres::{Client, NoTls};
 
-use super::check;
 use super::sql::{self, Dialect};
 use super::values::{
     ColumnBuilder, arrow_schema, compare_values, decimal_precision_scale, micros_to_proto, proto_to_micros,
@@ -25,6 +24,7 @@ use super::{
     BatchStream, ColumnBounds, Connector, CursorWindow, METADATA_TIMEOUT, ReadSpec, SqlSettings, ValidationOutcome,
     project,
 };
+use super::{check, reachable, skip_rest};
 use crate::error::DatasourceError;
 use crate::names::ObjectName;
 
@@ -359,54 +359,12 @@ impl Connector for PostgresConnector {
     async fn validate(&self, objects: &[ObjectName]) -> ValidationOutcome {
         let mut out = ValidationOutcome::default();
         let started = Instant::now();
-        let tcp = tokio::time::timeout(
-            self.settings.connect_timeout,
-            tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
-        )
-        .await;
-        let skipped = |out: &mut ValidationOutcome, from: usize| {
-            let names = ["reachable", "authenticated", "read_only"];
-            for name in &names[from..] {
-                out.checks.push(check(name, CheckStatus::Skipped, "not tried: an earlier check failed", started));
-            }
-            for o in objects {
-                out.checks.push(check(
-                    &format!("object:{}", o.canonical()),
-                    CheckStatus::Skipped,
-                    "not tried: an earlier check failed",
-                    started,
-                ));
-            }
-        };
-        match tcp {
-            Ok(Ok(_)) => {
-                out.reachable = true;
-                out.checks.push(check("reachable", CheckStatus::Passed, "", started));
-            }
-            Ok(Err(e)) => {
-                out.checks.push(check(
-                    "reachable",
-                    CheckStatus::Failed,
-                    format!("cannot connect to {}: {e}; is the host reachable from the Pulse server?", self.endpoint()),
-                    started,
-                ));
-                skipped(&mut out, 1);
-                return out;
-            }
-            Err(_) => {
-                out.checks.push(check(
-                    "reachable",
-                    CheckStatus::Failed,
-                    format!(
-                        "no answer from {} within {:?}; check the host, port and firewall",
-                        self.endpoint(),
-                        self.settings.connect_timeout
-                    ),
-                    started,
-                ));
-                skipped(&mut out, 1);
-                return out;
-            }
+        let objects_named = || objects.iter().map(|o| o.canonical()).collect::<Vec<_>>();
+        let skipped = |out: &mut ValidationOutcome, from: usize| skip_rest(out, from, objects_named(), started);
+        let hint = "is the host reachable from the Pulse server?";
+        if !reachable(&mut out, &self.host, self.port, &self.endpoint(), self.settings.connect_timeout, hint).await {
+            skipped(&mut out, 1);
+            return out;
         }
         let started = Instant::now();
         let client = match self.connect(METADATA_TIMEOUT).await {

@@ -37,7 +37,7 @@ use super::values::{
 };
 use super::{
     BatchStream, ColumnBounds, Connector, CursorWindow, METADATA_TIMEOUT, ReadSpec, SqlSettings, ValidationOutcome,
-    check, percent_decode, project,
+    check, percent_decode, project, reachable, skip_rest,
 };
 use crate::error::DatasourceError;
 use crate::names::ObjectName;
@@ -837,49 +837,16 @@ impl Connector for SqlServerConnector {
         let mut out = ValidationOutcome::default();
         let endpoint = self.dsn.endpoint();
         let skipped = |out: &mut ValidationOutcome, from: usize, started: Instant| {
-            for name in &["reachable", "authenticated", "read_only"][from..] {
-                out.checks.push(check(name, CheckStatus::Skipped, "not tried: an earlier check failed", started));
-            }
-            for o in objects {
-                out.checks.push(check(
-                    &format!("object:{}", self.qualified(o).canonical()),
-                    CheckStatus::Skipped,
-                    "not tried: an earlier check failed",
-                    started,
-                ));
-            }
+            skip_rest(out, from, objects.iter().map(|o| self.qualified(o).canonical()), started)
         };
         let timeout = self.connect_timeout();
 
         let started = Instant::now();
-        match tokio::time::timeout(timeout, TcpStream::connect((self.dsn.host.as_str(), self.dsn.port))).await {
-            Ok(Ok(_)) => {
-                out.reachable = true;
-                out.checks.push(check("reachable", CheckStatus::Passed, "", started));
-            }
-            Ok(Err(e)) => {
-                out.checks.push(check(
-                    "reachable",
-                    CheckStatus::Failed,
-                    format!(
-                        "cannot connect to {endpoint}: {e}; is the host reachable from the Pulse server, and is SQL \
-                         Server listening on that port (TCP/IP enabled)?"
-                    ),
-                    started,
-                ));
-                skipped(&mut out, 1, started);
-                return out;
-            }
-            Err(_) => {
-                out.checks.push(check(
-                    "reachable",
-                    CheckStatus::Failed,
-                    format!("no answer from {endpoint} within {timeout:?}; check the host, port and firewall"),
-                    started,
-                ));
-                skipped(&mut out, 1, started);
-                return out;
-            }
+        let hint =
+            "is the host reachable from the Pulse server, and is SQL Server listening on that port (TCP/IP enabled)?";
+        if !reachable(&mut out, &self.dsn.host, self.dsn.port, &endpoint, timeout, hint).await {
+            skipped(&mut out, 1, started);
+            return out;
         }
 
         let started = Instant::now();

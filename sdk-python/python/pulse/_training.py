@@ -1,0 +1,313 @@
+"""Training: model contracts, training jobs on committed dataset versions,
+the model registry, evaluation and gated promotion."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping
+
+from pulse._datasets import Record, _call, _ProgressBar
+from pulse.exceptions import FailedPrecondition, PulseError
+
+# Short algorithm names; "mlp" picks the classifier or the regressor from the
+# contract's task.
+_ALGORITHMS = {
+    "logistic_regression": "ALGORITHM_LOGISTIC_REGRESSION",
+    "logistic": "ALGORITHM_LOGISTIC_REGRESSION",
+    "linear_regression": "ALGORITHM_LINEAR_REGRESSION",
+    "linear": "ALGORITHM_LINEAR_REGRESSION",
+    "mlp_classifier": "ALGORITHM_MLP_CLASSIFIER",
+    "mlp_regressor": "ALGORITHM_MLP_REGRESSOR",
+}
+_STAGES = ("candidate", "staging", "production", "archived")
+
+
+class ModelVersion(Record):
+    """A registered model version: ``ref`` (model, version), ``stage``,
+    ``metrics`` (test split), ``artifact_sha256``, ``dataset``, ``contract``,
+    ``training_job_id``, ``params``, ``seed``."""
+
+
+class TrainingRun(Record):
+    """A finished training job: ``id``, ``status``, ``metrics``,
+    ``model_version`` (the registered version, e.g. ``{"model": "churn",
+    "version": 3}``), ``artifact_sha256``, ``stop_reason``, ``validation``."""
+
+
+def _version_number(v: Any) -> int:
+    if isinstance(v, Mapping):
+        return int(v.get("version", 0))
+    return int(v)
+
+
+class TrainingJob:
+    """A queued or running training job. ``wait()`` follows it (a progress
+    bar of optimiser steps, with the loss) and returns the
+    :class:`TrainingRun`."""
+
+    def __init__(self, native: Any, job: Record) -> None:
+        self._native = native
+        self.job = job
+
+    @property
+    def id(self) -> str:
+        return self.job["id"]
+
+    @property
+    def status(self) -> str:
+        """queued, running, succeeded, failed, canceling or canceled."""
+        return self.job.get("status", "")
+
+    def __repr__(self) -> str:
+        p = self.job.get("progress") or {}
+        return f"TrainingJob({self.id}, {self.status}, {p.get('done', 0)}/{p.get('total', 0)} steps)"
+
+    def refresh(self) -> TrainingJob:
+        self.job = _call(self._native, "get_training_job", {"job_id": self.id})
+        return self
+
+    def cancel(self, reason: str = "") -> TrainingJob:
+        """Stops the job at its next step."""
+        self.job = _call(self._native, "cancel_training_job", {"job_id": self.id, "reason": reason})
+        return self
+
+    def wait(self, timeout: float | None = None, progress: bool = True, poll: float = 0.5) -> TrainingRun:
+        """Block until the job ends.
+
+        Returns:
+            The :class:`TrainingRun` (``metrics``, ``model_version``).
+
+        Raises:
+            PulseError: The job failed or was canceled; ``code`` and the
+                message are the job's error (a contract violation is
+                ``FAILED_PRECONDITION``, with the report in the job's
+                ``validation``).
+            TimeoutError: ``timeout`` passed first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        bar = _TrainingBar(self.id) if progress else None
+        try:
+            while True:
+                self.refresh()
+                if bar:
+                    bar.update(self.job)
+                if self.status in ("succeeded", "failed", "canceled"):
+                    break
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"training {self.id} still {self.status} after {timeout}s")
+                time.sleep(poll)
+        finally:
+            if bar:
+                bar.close()
+        if self.status != "succeeded":
+            err = self.job.get("error") or {}
+            code = err.get("code") or ("CANCELLED" if self.status == "canceled" else "UNKNOWN")
+            e = (FailedPrecondition if code == "FAILED_PRECONDITION" else PulseError)(
+                f"training {self.id} {self.status}: {code}: {err.get('message', '')}"
+            )
+            e.code, e.message = code, err.get("message", "")
+            raise e
+        return TrainingRun(self.job)
+
+
+class _TrainingBar(_ProgressBar):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(job_id, what="training", unit="steps")
+
+    def detail(self, job: Mapping[str, Any]) -> str:
+        m = job.get("latest") or {}
+        parts = [job.get("status", "")]
+        if m.get("epoch"):
+            parts.append(f"epoch {m['epoch']}/{m.get('epochs', 0)}")
+            parts.append(f"loss {m.get('loss', 0):.4f}")
+        if m.get("validation_loss") is not None:
+            parts.append(f"val {m['validation_loss']:.4f}")
+        return " · ".join(parts)
+
+
+class TrainingMixin:
+    """Contract, training, registry and promotion calls of :class:`pulse.Client`."""
+
+    _native: Any
+
+    # ---- contracts -----------------------------------------------------------
+
+    def register_contract(self, yaml_text: str) -> Record:
+        """Registers a YAML model contract as its model's next version (the
+        same YAML as the latest version returns that version). Malformed YAML
+        or an invalid field raises ``InvalidArgument`` naming the YAML path."""
+        answer = _call(self._native, "register_contract", {"yaml": yaml_text})
+        contract = answer["contract"]
+        contract["created"] = answer.get("created", False)
+        return contract
+
+    def get_contract(self, model: str, version: int = 0) -> Record:
+        """A contract version (0: the latest)."""
+        return _call(self._native, "get_contract", {"model": model, "version": version})
+
+    def list_contracts(self, model: str = "") -> list[Record]:
+        """The latest contract of every model, or every version of one."""
+        return _call(self._native, "list_contracts", {"model": model}).get("contracts", [])
+
+    def validate_dataset(
+        self, dataset_id: str, version: int, model: str, contract_version: int = 0, max_examples: int = 5
+    ) -> Record:
+        """Checks a dataset version against a contract: ``passed``,
+        ``violations`` (column, rule, count, examples)."""
+        return _call(
+            self._native,
+            "validate_dataset",
+            {
+                "dataset": {"dataset_id": dataset_id, "version": version},
+                "model": model,
+                "contract_version": contract_version,
+                "max_examples": max_examples,
+            },
+        )
+
+    # ---- training ------------------------------------------------------------
+
+    def train(
+        self,
+        dataset_id: str,
+        version: int,
+        model: str,
+        algorithm: str = "logistic_regression",
+        params: Mapping[str, Any] | None = None,
+        target: str = "",
+        seed: int | None = None,
+        split: Mapping[str, float] | None = None,
+        contract_version: int = 0,
+        description: str = "",
+        labels: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> TrainingJob:
+        """Queues a training job on one committed dataset version.
+
+        Args:
+            algorithm: ``logistic_regression``, ``linear_regression``,
+                ``mlp_classifier``, ``mlp_regressor``, or ``mlp`` (picked by
+                the contract's task).
+            params: Algorithm parameters (``epochs``, ``batch_size``,
+                ``learning_rate``, ``hidden_layers``, …); unknown names and
+                out-of-range values raise ``InvalidArgument``.
+            seed: Same data, contract, parameters and seed → the same model
+                bytes. Unset: the server picks one and records it.
+            split: ``{"train": 0.7, "validation": 0.15, "test": 0.15}``.
+
+        Returns:
+            A :class:`TrainingJob`; ``.wait()`` returns the finished run.
+        """
+        name = algorithm.lower()
+        if name == "mlp":
+            task = self.get_contract(model, contract_version).get("task", "")
+            name = "mlp_regressor" if task == "regression" else "mlp_classifier"
+        if name not in _ALGORITHMS:
+            from pulse.exceptions import InvalidArgument
+
+            raise InvalidArgument(f"algorithm: '{algorithm}' is not one of {', '.join(sorted(_ALGORITHMS))}, mlp")
+        request: dict[str, Any] = {
+            "dataset": {"dataset_id": dataset_id, "version": version},
+            "model": model,
+            "contract_version": contract_version,
+            "target": target,
+            "algorithm": _ALGORITHMS[name],
+            "params": dict(params or {}),
+            "description": description,
+            "labels": dict(labels or {}),
+        }
+        if seed is not None:
+            request["seed"] = seed
+        if split is not None:
+            request["split"] = dict(split)
+        job = _call(self._native, "start_training", request, idempotency_key)
+        return TrainingJob(self._native, job)
+
+    def get_training_job(self, job_id: str) -> TrainingJob:
+        return TrainingJob(self._native, _call(self._native, "get_training_job", {"job_id": job_id}))
+
+    def cancel_training(self, job_id: str, reason: str = "") -> TrainingJob:
+        return TrainingJob(self._native, _call(self._native, "cancel_training_job", {"job_id": job_id, "reason": reason}))
+
+    def retry_training(self, job_id: str) -> TrainingJob:
+        """Queues a failed job again; it continues from its last checkpoint."""
+        return TrainingJob(self._native, _call(self._native, "retry_training_job", {"job_id": job_id}))
+
+    def list_training_jobs(self, model: str = "", status: str = "", dataset_id: str = "") -> list[Record]:
+        request: dict[str, Any] = {"model": model, "dataset_id": dataset_id}
+        if status:
+            request["status"] = "JOB_STATUS_" + status.upper()
+        return _call(self._native, "list_training_jobs", request).get("jobs", [])
+
+    # ---- registry ------------------------------------------------------------
+
+    def list_models(self) -> list[Record]:
+        return _call(self._native, "list_models", {}).get("models", [])
+
+    def get_model(self, model: str) -> Record:
+        """``latest_version``, ``production_version``, ``staging_version``."""
+        return _call(self._native, "get_model", {"model": model})
+
+    def list_model_versions(self, model: str, stage: str = "") -> list[ModelVersion]:
+        request: dict[str, Any] = {"model": model}
+        if stage:
+            request["stage"] = "MODEL_STAGE_" + stage.upper()
+        return [ModelVersion(v) for v in _call(self._native, "list_model_versions", request).get("versions", [])]
+
+    def get_model_version(self, model: str, version: Any = 0, stage: str = "") -> ModelVersion:
+        """A version by number, or the one in ``stage`` (e.g. ``production``)."""
+        request: dict[str, Any] = {"model": model, "version": _version_number(version)}
+        if stage:
+            request["stage"] = "MODEL_STAGE_" + stage.upper()
+        return ModelVersion(_call(self._native, "get_model_version", request))
+
+    def evaluate(
+        self,
+        model: str,
+        version: Any,
+        dataset_id: str = "",
+        dataset_version: int = 0,
+        compare_with_production: bool = False,
+    ) -> Record:
+        """Metrics of a version on its held-out test split, or on every row
+        of another dataset version."""
+        request: dict[str, Any] = {
+            "model_version": {"model": model, "version": _version_number(version)},
+            "compare_with_production": compare_with_production,
+        }
+        if dataset_id:
+            request["dataset"] = {"dataset_id": dataset_id, "version": dataset_version}
+        return _call(self._native, "evaluate_model", request)
+
+    def promote(
+        self,
+        model: str,
+        version: Any,
+        stage: str = "production",
+        force: bool = False,
+        reason: str = "",
+        dry_run: bool = False,
+    ) -> Record:
+        """Moves a version to a stage. Promotion to production is gated by
+        the contract's minimum metrics and no regression against production;
+        a refusal is not an exception: ``promoted`` is False and ``gates`` and
+        ``refusal`` say why. ``force`` skips the gates (``reason`` required)."""
+        if stage not in _STAGES:
+            from pulse.exceptions import InvalidArgument
+
+            raise InvalidArgument(f"stage: '{stage}' is not one of {', '.join(_STAGES)}")
+        return _call(
+            self._native,
+            "promote_model",
+            {
+                "model_version": {"model": model, "version": _version_number(version)},
+                "stage": "MODEL_STAGE_" + stage.upper(),
+                "force": force,
+                "reason": reason,
+                "dry_run": dry_run,
+            },
+        )
+
+    def rollback(self, model: str, to_version: int = 0, reason: str = "") -> Record:
+        """Restores the previous production version (or ``to_version``)."""
+        return _call(self._native, "rollback_model", {"model": model, "to_version": to_version, "reason": reason})

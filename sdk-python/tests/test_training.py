@@ -1,0 +1,135 @@
+"""The notebook journey on training, against a live `pulse up`: snapshot a
+CSV, register a contract, train with a seed (twice: the same bytes), read
+the registry, evaluate, promote behind the contract's gates, roll back; and
+bad input with clear errors."""
+
+from __future__ import annotations
+
+import math
+import random
+import uuid
+from pathlib import Path
+
+import pytest
+
+import pulse
+
+CONTRACT = """
+model: {model}
+task: binary_classification
+target: {{name: churned, type: bool}}
+features:
+  - {{name: tenure, type: int, min: 0, max: 100}}
+  - {{name: spend, type: float, nullable: true}}
+  - {{name: plan, type: category}}
+promotion:
+  min_metrics: {{roc_auc: {min_auc}}}
+"""
+
+
+def churn_csv(path: Path, rows: int = 1500) -> None:
+    rng = random.Random(5)
+    lines = ["id,tenure,spend,plan,churned"]
+    for i in range(rows):
+        tenure = rng.randint(0, 60)
+        spend = rng.uniform(20, 100)
+        plan = rng.choice(["basic", "pro", "team"])
+        z = 1.5 - 0.08 * tenure + 0.02 * (spend - 60) + (0.8 if plan == "basic" else -0.4)
+        churned = rng.random() < 1 / (1 + math.exp(-z))
+        spend_text = "" if i % 13 == 0 else f"{spend:.2f}"
+        lines.append(f"{i},{tenure},{spend_text},{plan},{str(churned).lower()}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def churn(client: pulse.Client, tmp_path: Path) -> tuple[str, int, str]:
+    """A committed dataset version of churn rows, and a model name."""
+    csv = tmp_path / "churn.csv"
+    churn_csv(csv)
+    suffix = uuid.uuid4().hex[:6]
+    ds = client.register_datasource(f"churn-{suffix}", kind="object_storage", uri=f"file://{csv}")
+    ver = client.create_snapshot(ds.id, source="churn.csv", dataset=f"churn-{suffix}").wait(timeout=120, progress=False)
+    return ver.dataset_id, ver.version, f"churn-{suffix}"
+
+
+def test_train_promote_and_roll_back(client: pulse.Client, churn: tuple[str, int, str]) -> None:
+    dataset, version, model = churn
+    contract = client.register_contract(CONTRACT.format(model=model, min_auc=0.7))
+    assert contract.version == 1 and contract.created
+    assert contract.task == "binary_classification"
+    assert [f.name for f in contract.features] == ["tenure", "spend", "plan"]
+    report = client.validate_dataset(dataset, version, model)
+    assert report.passed and report.rows_checked == 1500
+
+    params = {"epochs": 6, "batch_size": 64, "learning_rate": 0.05}
+    run = client.train(dataset, version, model=model, algorithm="logistic_regression", params=params, seed=3).wait(
+        timeout=300, progress=False
+    )
+    assert run.status == "succeeded"
+    assert run.metrics.roc_auc > 0.7, run.metrics
+    assert run.model_version == {"model": model, "version": 1}
+    again = client.train(dataset, version, model=model, algorithm="logistic_regression", params=params, seed=3).wait(
+        timeout=300, progress=False
+    )
+    assert again.artifact_sha256 == run.artifact_sha256, "same data, contract, parameters and seed"
+
+    mlp = client.train(
+        dataset, version, model=model, algorithm="mlp", params={"epochs": 4, "hidden_layers": [8]}, seed=1
+    ).wait(timeout=300, progress=False)
+    assert mlp.model_version["version"] == 3
+
+    versions = client.list_model_versions(model)
+    assert [v.ref.version for v in versions] == [3, 2, 1]
+    assert all(v.stage == "candidate" for v in versions)
+    v1 = client.get_model_version(model, 1)
+    assert v1.dataset == {"dataset_id": dataset, "version": version}
+    assert v1.params["epochs"] == 6
+
+    ev = client.evaluate(model, 1)
+    assert ev.split == "test" and ev.metrics.accuracy == run.metrics.accuracy
+
+    promoted = client.promote(model, run.model_version)
+    assert promoted.promoted, promoted.refusal
+    assert client.get_model(model).production_version == 1
+    dry = client.promote(model, 2, dry_run=True)
+    assert not dry.promoted and dry.gates, "a dry run evaluates the gates and changes nothing"
+    assert client.get_model(model).production_version == 1
+
+    client.register_contract(CONTRACT.format(model=model, min_auc=0.999))
+    strict = client.train(dataset, version, model=model, params=params, seed=4).wait(timeout=300, progress=False)
+    refused = client.promote(model, strict.model_version)
+    assert not refused.promoted
+    assert "roc_auc" in refused.refusal and "minimum 0.9990" in refused.refusal
+    gate = next(g for g in refused.gates if g.name == "min_metric:roc_auc")
+    assert gate.passed is False and gate.slack < 0
+    forced = client.promote(model, strict.model_version, force=True, reason="approved")
+    assert forced.promoted and forced.change.forced
+    assert client.get_model_version(model, 1).stage == "archived"
+
+    back = client.rollback(model, reason="regression in the canary")
+    assert back.production.ref.version == 1
+    assert client.get_model_version(model, stage="production").ref.version == 1
+
+
+def test_bad_input_raises_clear_errors(client: pulse.Client, churn: tuple[str, int, str]) -> None:
+    dataset, version, model = churn
+    with pytest.raises(pulse.InvalidArgument, match=r"features\[0\]"):
+        client.register_contract(CONTRACT.format(model=model, min_auc=0.7).replace("max: 100", "max: -5"))
+    client.register_contract(CONTRACT.format(model=model, min_auc=0.7))
+    with pytest.raises(pulse.InvalidArgument, match="params.epochz"):
+        client.train(dataset, version, model=model, params={"epochz": 3})
+    with pytest.raises(pulse.InvalidArgument, match="algorithm"):
+        client.train(dataset, version, model=model, algorithm="linear_regression")
+    with pytest.raises(pulse.InvalidArgument, match="algorithm"):
+        client.train(dataset, version, model=model, algorithm="random_forest")
+    with pytest.raises(pulse.NotFound):
+        client.train("no-such-dataset", 1, model=model)
+    with pytest.raises(pulse.NotFound):
+        client.get_model(model)
+    # A dataset that breaks the contract fails the job with the report.
+    client.register_contract(CONTRACT.format(model=model, min_auc=0.7).replace("max: 100", "max: 5"))
+    job = client.train(dataset, version, model=model, params={"epochs": 1})
+    with pytest.raises(pulse.FailedPrecondition, match="tenure"):
+        job.wait(timeout=120, progress=False)
+    violations = job.job.validation.violations
+    assert any(v.column == "tenure" and v.rule == "max" and v.count > 0 for v in violations)
