@@ -438,3 +438,137 @@ async fn wait_for_job(client: &Client, id: &str) -> pulse_proto::snapshot::v1::E
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Kill `pulse up` (SIGKILL) in the middle of a training job, start it
+/// again: another worker takes the job over, continues from its last
+/// checkpoint, and the model it registers has the same hash as an
+/// uninterrupted run with the same seed. The same idempotency key twice
+/// starts one job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_training_job_killed_mid_run_resumes_to_the_same_model_hash() {
+    use pulse_proto::common::v1::{DatasetVersionRef, JobStatus};
+    use pulse_proto::datasource::v1 as ds;
+    use pulse_proto::snapshot::v1 as sn;
+    use pulse_proto::trainer::v1 as tr;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::from("x1,x2,x3,label\n");
+    let mut state = 7u64;
+    let mut next = || {
+        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    for _ in 0..20_000 {
+        let (a, b, c) = (next() * 2.0 - 1.0, next() * 2.0 - 1.0, next());
+        let label = if a * b + 0.3 * c > 0.0 { "yes" } else { "no" };
+        csv.push_str(&format!("{a:.5},{b:.5},{c:.5},{label}\n"));
+    }
+    std::fs::write(dir.path().join("points.csv"), csv).unwrap();
+    let env = [("PULSE_JOB_LEASE_SECONDS", "2".to_string())];
+    let mut up = start_with(dir, &env);
+    let key = std::fs::read_to_string(up.dir.path().join(".pulse/default.key")).unwrap().trim().to_string();
+    let client = Client::connect(&up.grpc, Some(&key)).await.unwrap();
+    let d = client
+        .register_datasource(
+            ds::RegisterDatasourceRequest {
+                name: "points".into(),
+                connector: ds::ConnectorKind::ObjectStorage as i32,
+                connection: Some(ds::ConnectionSpec {
+                    spec: Some(ds::connection_spec::Spec::ObjectStorage(ds::ObjectStorageConnection {
+                        uri: format!("file://{}/", up.dir.path().display()),
+                        ..Default::default()
+                    })),
+                }),
+                allowlist: Some(ds::Allowlist { paths: vec!["points.csv".into()], ..Default::default() }),
+                ..Default::default()
+            },
+            "",
+        )
+        .await
+        .unwrap();
+    let ext = client
+        .start_extraction(
+            sn::StartExtractionRequest {
+                datasource_id: d.id,
+                object: "points.csv".into(),
+                dataset: "points".into(),
+                ..Default::default()
+            },
+            "",
+        )
+        .await
+        .unwrap();
+    assert_eq!(wait_for_job(&client, &ext.id).await.status, JobStatus::Succeeded as i32);
+    client
+        .register_contract(
+            "model: quadrants\ntask: binary_classification\ntarget: {name: label, type: category}\n\
+             features:\n  - {name: x1, type: float}\n  - {name: x2, type: float}\n  - {name: x3, type: float}\n",
+        )
+        .await
+        .unwrap();
+    let num = |n: f64| prost_types::Value { kind: Some(prost_types::value::Kind::NumberValue(n)) };
+    let request = tr::StartTrainingRequest {
+        dataset: Some(DatasetVersionRef { dataset_id: "points".into(), version: 1 }),
+        model: "quadrants".into(),
+        algorithm: tr::Algorithm::MlpClassifier as i32,
+        params: Some(prost_types::Struct {
+            fields: [
+                ("epochs".to_string(), num(12.0)),
+                ("batch_size".to_string(), num(32.0)),
+                ("early_stopping_patience".to_string(), num(0.0)),
+                ("dropout".to_string(), num(0.1)),
+            ]
+            .into_iter()
+            .collect(),
+        }),
+        seed: Some(5),
+        ..Default::default()
+    };
+    let job = client.start_training(request.clone(), "train-quadrants-1").await.unwrap();
+    let same = client.start_training(request.clone(), "train-quadrants-1").await.unwrap();
+    assert_eq!(same.id, job.id, "one idempotency key, one job");
+
+    // Wait for a checkpoint past the first epoch, then kill the process.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let j = client.get_training_job(&job.id).await.unwrap();
+        assert_ne!(j.status, JobStatus::Succeeded as i32, "training finished before it could be killed");
+        if j.latest.as_ref().is_some_and(|m| m.epoch >= 2) && !j.last_checkpoint_id.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no checkpoint: {j:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    up.child.kill().unwrap();
+    up.child.wait().unwrap();
+    let dir = std::mem::replace(&mut up.dir, tempfile::tempdir().unwrap());
+    drop(up);
+
+    let up = start_with(dir, &env);
+    let client = Client::connect(&up.grpc, Some(&key)).await.unwrap();
+    let resumed = wait_for_training(&client, &job.id).await;
+    assert_eq!(resumed.status, JobStatus::Succeeded as i32, "{resumed:?}");
+    assert!(resumed.attempts >= 2, "{resumed:?}");
+    assert!(resumed.timeline.iter().any(|t| t.message.contains("resumed")), "{:?}", resumed.timeline);
+
+    let clean = client.start_training(request, "").await.unwrap();
+    let clean = wait_for_training(&client, &clean.id).await;
+    assert_eq!(clean.status, JobStatus::Succeeded as i32, "{clean:?}");
+    assert_eq!(resumed.artifact_sha256, clean.artifact_sha256, "a resumed run trains the same model bytes");
+    let model = client.get_model("quadrants").await.unwrap();
+    assert_eq!(model.latest_version, 2, "the killed job registered exactly one version");
+}
+
+async fn wait_for_training(client: &Client, id: &str) -> pulse_proto::trainer::v1::TrainingJob {
+    use pulse_proto::common::v1::JobStatus;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let j = client.get_training_job(id).await.unwrap();
+        let s = JobStatus::try_from(j.status).unwrap();
+        if matches!(s, JobStatus::Succeeded | JobStatus::Failed | JobStatus::Canceled) {
+            return j;
+        }
+        assert!(Instant::now() < deadline, "training did not finish: {j:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
