@@ -220,6 +220,102 @@ pub(crate) async fn call(
             let req: tr::RollbackModelRequest = from_json(&format!("{T}RollbackModelRequest"), r)?;
             to_json(&format!("{T}RollbackModelResponse"), &client.rollback_model(req).await?)
         }
+        "register_worker" => {
+            let req: tr::RegisterWorkerRequest = from_json(&format!("{T}RegisterWorkerRequest"), r)?;
+            to_json(&format!("{T}Worker"), &client.register_worker(req).await?)
+        }
+        "heartbeat" => {
+            let req: tr::HeartbeatRequest = from_json(&format!("{T}HeartbeatRequest"), r)?;
+            to_json(&format!("{T}HeartbeatResponse"), &client.heartbeat(req).await?)
+        }
+        "deregister_worker" => {
+            let req: tr::DeregisterWorkerRequest = from_json(&format!("{T}DeregisterWorkerRequest"), r)?;
+            to_json(&format!("{T}Worker"), &client.deregister_worker(&req.worker_id).await?)
+        }
+        "list_workers" => {
+            let req: tr::ListWorkersRequest = from_json(&format!("{T}ListWorkersRequest"), r)?;
+            to_json(&format!("{T}ListWorkersResponse"), &client.list_workers(req).await?)
+        }
+        "get_checkpoint" => {
+            let req: tr::GetCheckpointRequest = from_json(&format!("{T}GetCheckpointRequest"), r)?;
+            to_json(&format!("{T}Checkpoint"), &client.get_checkpoint(&req.checkpoint_id).await?)
+        }
+        "list_checkpoints" => {
+            let req: tr::ListCheckpointsRequest = from_json(&format!("{T}ListCheckpointsRequest"), r)?;
+            to_json(&format!("{T}ListCheckpointsResponse"), &client.list_checkpoints(req).await?)
+        }
         other => Err(ClientError::InvalidArgument(format!("method: unknown call '{other}'"))),
     }
+}
+
+/// Saves a checkpoint streamed from a file (read in 4 MiB pieces) or from
+/// bytes; `header_json` is a `CheckpointHeader`. Answers the `Checkpoint` as
+/// JSON.
+pub(crate) async fn save_checkpoint(
+    client: Client,
+    header_json: String,
+    path: Option<String>,
+    data: Option<Vec<u8>>,
+    idempotency_key: String,
+) -> Result<String, ClientError> {
+    use futures::StreamExt;
+    const PIECE: usize = 4 << 20;
+    let header: tr::CheckpointHeader = from_json("pulse.trainer.v1.CheckpointHeader", &header_json)?;
+    let key = (!idempotency_key.is_empty()).then_some(idempotency_key.as_str());
+    let stream: futures::stream::BoxStream<'static, Vec<u8>> = match (path, data) {
+        (Some(p), _) => {
+            let file = tokio::fs::File::open(&p)
+                .await
+                .map_err(|e| ClientError::InvalidArgument(format!("path: cannot open {p}: {e}")))?;
+            let reader = tokio_util::io::ReaderStream::with_capacity(file, PIECE);
+            // A read error ends the stream early; the size check then fails
+            // the save on the server, so nothing partial is kept.
+            reader
+                .take_while(|r| futures::future::ready(r.is_ok()))
+                .filter_map(|r| async move { r.ok().map(|b| b.to_vec()) })
+                .boxed()
+        }
+        (None, Some(d)) => futures::stream::iter(d.chunks(PIECE).map(<[u8]>::to_vec).collect::<Vec<_>>()).boxed(),
+        (None, None) => futures::stream::empty().boxed(),
+    };
+    let ckpt = client.save_checkpoint(header, stream, key).await?;
+    to_json("pulse.trainer.v1.Checkpoint", &ckpt)
+}
+
+/// Loads a checkpoint into a file (bounded memory) or into memory. Answers
+/// the `Checkpoint` as JSON, and the bytes when no path was given.
+pub(crate) async fn load_checkpoint(
+    client: Client,
+    request_json: String,
+    path: Option<String>,
+) -> Result<(String, Option<Vec<u8>>), ClientError> {
+    use tokio::io::AsyncWriteExt;
+    let req: tr::LoadCheckpointRequest = from_json("pulse.trainer.v1.LoadCheckpointRequest", &request_json)?;
+    let mut stream = client.load_checkpoint(req).await?;
+    let mut ckpt = None;
+    let mut file = match &path {
+        Some(p) => Some(
+            tokio::fs::File::create(p)
+                .await
+                .map_err(|e| ClientError::InvalidArgument(format!("path: cannot create {p}: {e}")))?,
+        ),
+        None => None,
+    };
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.message().await? {
+        if let Some(c) = chunk.checkpoint {
+            ckpt = Some(c);
+        }
+        match &mut file {
+            Some(f) => {
+                f.write_all(&chunk.data).await.map_err(|e| ClientError::InvalidArgument(format!("path: {e}")))?
+            }
+            None => bytes.extend_from_slice(&chunk.data),
+        }
+    }
+    if let Some(f) = &mut file {
+        f.flush().await.map_err(|e| ClientError::InvalidArgument(format!("path: {e}")))?;
+    }
+    let ckpt = ckpt.ok_or_else(|| ClientError::InvalidArgument("the server sent no checkpoint description".into()))?;
+    Ok((to_json("pulse.trainer.v1.Checkpoint", &ckpt)?, path.is_none().then_some(bytes)))
 }

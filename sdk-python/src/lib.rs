@@ -781,6 +781,31 @@ impl PyClient {
         Ok((r.dataset_id, r.version, sha, pyo3::types::PyBytes::new(py, &ipc)))
     }
 
+    /// Saves a checkpoint streamed from `path` or `data`; answers its JSON.
+    #[pyo3(signature = (header_json, path=None, data=None, idempotency_key=String::new()))]
+    fn save_checkpoint(
+        &self,
+        py: Python<'_>,
+        header_json: String,
+        path: Option<String>,
+        data: Option<Vec<u8>>,
+        idempotency_key: String,
+    ) -> PyResult<String> {
+        self.run(py, |c| datasets::save_checkpoint(c, header_json, path, data, idempotency_key))
+    }
+
+    /// Loads a checkpoint into `path` (or memory): `(checkpoint_json, bytes or None)`.
+    #[pyo3(signature = (request_json, path=None))]
+    fn load_checkpoint<'py>(
+        &self,
+        py: Python<'py>,
+        request_json: String,
+        path: Option<String>,
+    ) -> PyResult<(String, Option<Bound<'py, pyo3::types::PyBytes>>)> {
+        let (json, bytes) = self.run(py, |c| datasets::load_checkpoint(c, request_json, path))?;
+        Ok((json, bytes.map(|b| pyo3::types::PyBytes::new(py, &b))))
+    }
+
     /// The tenant's graph, or the part connected to `root_id`.
     #[pyo3(signature = (root_id=String::new(), max_nodes=0), text_signature = "($self, root_id='', max_nodes=0)")]
     fn export_lineage<'py>(&self, py: Python<'py>, root_id: String, max_nodes: u32) -> PyResult<Bound<'py, PyDict>> {

@@ -133,3 +133,62 @@ def test_bad_input_raises_clear_errors(client: pulse.Client, churn: tuple[str, i
         job.wait(timeout=120, progress=False)
     violations = job.job.validation.violations
     assert any(v.column == "tenure" and v.rule == "max" and v.count > 0 for v in violations)
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM")
+
+
+def test_an_external_loop_checkpoints_with_bounded_memory(client: pulse.Client, server, tmp_path: Path) -> None:
+    import hashlib
+    import os
+
+    worker = f"notebook-{uuid.uuid4().hex[:6]}"
+    w = client.register_worker(worker, metadata={"gpu": "none"}, heartbeat_timeout=5)
+    assert w.state == "active" and w.kind == "external"
+    beat = client.heartbeat(worker, metadata={"epoch": "1"})
+    assert beat.worker.metadata == {"gpu": "none", "epoch": "1"}
+
+    small = client.save_checkpoint(worker, data=b"weights-v1", metadata={"epoch": 1, "loss": 0.5})
+    assert small.sequence == 1 and small.size_bytes == 10
+    assert client.load_checkpoint(small.id).data == b"weights-v1"
+
+    # A large checkpoint streamed from a file and back into a file: the
+    # server's peak memory grows by far less than the checkpoint's size.
+    size = 1 << 30
+    src, dst = tmp_path / "big.ckpt", tmp_path / "big.out"
+    digest = hashlib.sha256()
+    with open(src, "wb") as f:
+        block = os.urandom(1 << 20)
+        for i in range(size >> 20):
+            piece = block[:-8] + i.to_bytes(8, "little")
+            digest.update(piece)
+            f.write(piece)
+    before = _peak_rss_mib(server.process.pid)
+    big = client.save_checkpoint(worker, path=str(src), metadata={"epoch": 2}, sha256=digest.hexdigest())
+    assert big.size_bytes == size and big.sha256 == digest.hexdigest() and big.parts == size // (8 << 20)
+    loaded = client.load_checkpoint(latest_for_worker=worker, path=str(dst))
+    assert loaded.id == big.id and loaded.sequence == 2
+    with open(dst, "rb") as f:
+        check = hashlib.sha256()
+        while chunk := f.read(1 << 22):
+            check.update(chunk)
+    assert check.hexdigest() == digest.hexdigest()
+    grown = _peak_rss_mib(server.process.pid) - before
+    assert grown < 256, f"the server's peak memory grew by {grown:.0f} MiB for a {size >> 20} MiB checkpoint"
+    src.unlink()
+    dst.unlink()
+
+    with pytest.raises(pulse.PulseError) as e:
+        client.save_checkpoint(worker, data=b"abc", sha256="0" * 64)
+    assert e.value.code == "DATA_LOSS"
+    assert [c.id for c in client.list_checkpoints(worker_id=worker)] == [big.id, small.id], "nothing partial is kept"
+
+    client.deregister_worker(worker)
+    with pytest.raises(pulse.FailedPrecondition, match="register it again"):
+        client.heartbeat(worker)
+    with pytest.raises(pulse.FailedPrecondition):
+        client.save_checkpoint(worker, data=b"late")

@@ -17,7 +17,7 @@ gRPC ``code`` and the server's ``message``.
 from pulse._client import DEFAULT_ENDPOINT, Client, connect
 from pulse._datasets import Datasource, DatasetVersion, Record, SnapshotJob
 from pulse._native import Trace, __version__
-from pulse._training import ModelVersion, TrainingJob, TrainingRun
+from pulse._training import Checkpoint, ModelVersion, TrainingJob, TrainingRun
 from pulse.exceptions import (
     Aborted,
     AlreadyExists,
@@ -46,6 +46,7 @@ __all__ = [
     "TrainingJob",
     "TrainingRun",
     "ModelVersion",
+    "Checkpoint",
     "PulseError",
     "InvalidArgument",
     "NotFound",

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Union
 
 from pulse import _native
 from pulse._datasets import DatasetsMixin
-from pulse._training import TrainingMixin
+from pulse._training import TrainingMixin, WorkersMixin
 
 if TYPE_CHECKING:
     from pulse._native import (
@@ -59,7 +59,7 @@ def connect(endpoint: str | None = None, api_key: str | None = None) -> Client:
     return Client(endpoint, api_key)
 
 
-class Client(DatasetsMixin, TrainingMixin):
+class Client(DatasetsMixin, TrainingMixin, WorkersMixin):
     """A connection to a Pulse server, authenticated by one API key.
 
     Create one with :func:`pulse.connect` (or ``pulse.Client(endpoint, api_key)``,

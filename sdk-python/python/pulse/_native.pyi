@@ -278,6 +278,12 @@ class Client:
         self, dataset_id: str, version: int = 0, columns: list[str] = ..., limit: int = 0
     ) -> tuple[str, int, str, bytes]:
         """``(dataset_id, version, version_sha256, arrow_ipc_stream_bytes)``."""
+    def save_checkpoint(
+        self, header_json: str, path: str | None = None, data: bytes | None = None, idempotency_key: str = ""
+    ) -> str:
+        """Streams a checkpoint from ``path`` or ``data``; the ``Checkpoint`` as JSON."""
+    def load_checkpoint(self, request_json: str, path: str | None = None) -> tuple[str, bytes | None]:
+        """``(checkpoint_json, bytes)``, or ``(checkpoint_json, None)`` when written to ``path``."""
 
 # ---- exceptions ---------------------------------------------------------------------
 

@@ -311,3 +311,117 @@ class TrainingMixin:
     def rollback(self, model: str, to_version: int = 0, reason: str = "") -> Record:
         """Restores the previous production version (or ``to_version``)."""
         return _call(self._native, "rollback_model", {"model": model, "to_version": to_version, "reason": reason})
+
+
+class Checkpoint(Record):
+    """A saved checkpoint: ``id``, ``worker_id`` or ``training_job_id``,
+    ``sequence``, ``metadata``, ``size_bytes``, ``sha256``, ``parts``;
+    ``data`` holds the bytes when loaded into memory."""
+
+
+class WorkersMixin:
+    """Workers and checkpoints for training loops outside Pulse."""
+
+    _native: Any
+
+    def register_worker(
+        self, worker_id: str, metadata: Mapping[str, str] | None = None, heartbeat_timeout: float = 30.0
+    ) -> Record:
+        """Registers (or re-registers) a worker; heartbeat within
+        ``heartbeat_timeout`` seconds or it is marked lost."""
+        seconds = int(heartbeat_timeout)
+        nanos = int(round((heartbeat_timeout - seconds) * 1e9))
+        return _call(
+            self._native,
+            "register_worker",
+            {
+                "worker_id": worker_id,
+                "kind": "WORKER_KIND_EXTERNAL",
+                "metadata": {k: str(v) for k, v in (metadata or {}).items()},
+                "heartbeat_timeout": f"{seconds}.{nanos:09d}s",
+            },
+        )
+
+    def heartbeat(self, worker_id: str, metadata: Mapping[str, str] | None = None) -> Record:
+        """Keeps the worker active; ``metadata`` is merged into its own."""
+        return _call(
+            self._native,
+            "heartbeat",
+            {"worker_id": worker_id, "metadata": {k: str(v) for k, v in (metadata or {}).items()}},
+        )
+
+    def deregister_worker(self, worker_id: str) -> Record:
+        return _call(self._native, "deregister_worker", {"worker_id": worker_id})
+
+    def list_workers(self, state: str = "") -> list[Record]:
+        request: dict[str, Any] = {}
+        if state:
+            request["state"] = "WORKER_STATE_" + state.upper()
+        return _call(self._native, "list_workers", request).get("workers", [])
+
+    def save_checkpoint(
+        self,
+        worker_id: str | None = None,
+        data: bytes | None = None,
+        path: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        training_job_id: str | None = None,
+        sha256: str = "",
+        idempotency_key: str | None = None,
+    ) -> Checkpoint:
+        """Saves a checkpoint from ``data`` or streamed from the file at
+        ``path`` (never read into memory whole). It becomes visible only
+        once complete; a ``sha256`` that does not match raises ``DataLoss``."""
+        import json
+
+        if (data is None) == (path is None):
+            from pulse.exceptions import InvalidArgument
+
+            raise InvalidArgument("data: give exactly one of data and path")
+        header: dict[str, Any] = {"metadata": dict(metadata or {}), "sha256": sha256}
+        if worker_id:
+            header["worker_id"] = worker_id
+        elif training_job_id:
+            header["training_job_id"] = training_job_id
+        if data is not None:
+            header["size_bytes"] = len(data)
+        answer = self._native.save_checkpoint(
+            json.dumps(header), path=str(path) if path is not None else None, data=data, idempotency_key=idempotency_key or ""
+        )
+        return _record_of(answer, Checkpoint)
+
+    def get_checkpoint(self, checkpoint_id: str) -> Checkpoint:
+        return Checkpoint(_call(self._native, "get_checkpoint", {"checkpoint_id": checkpoint_id}))
+
+    def list_checkpoints(self, worker_id: str = "", training_job_id: str = "") -> list[Checkpoint]:
+        answer = _call(self._native, "list_checkpoints", {"worker_id": worker_id, "training_job_id": training_job_id})
+        return [Checkpoint(c) for c in answer.get("checkpoints", [])]
+
+    def load_checkpoint(
+        self, checkpoint_id: str = "", latest_for_worker: str = "", path: str | None = None
+    ) -> Checkpoint:
+        """Loads a checkpoint (every part verified against its SHA-256):
+        into ``path`` when given (bounded memory), else into ``.data``."""
+        import json
+
+        if checkpoint_id:
+            request: dict[str, Any] = {"checkpoint_id": checkpoint_id}
+        elif latest_for_worker:
+            request = {"latest_for_worker": latest_for_worker}
+        else:
+            from pulse.exceptions import InvalidArgument
+
+            raise InvalidArgument("checkpoint_id: give a checkpoint id or latest_for_worker")
+        answer, data = self._native.load_checkpoint(json.dumps(request), path=str(path) if path is not None else None)
+        ckpt = _record_of(answer, Checkpoint)
+        if data is not None:
+            ckpt["data"] = bytes(data)
+        return ckpt
+
+
+def _record_of(answer: str, cls: type) -> Any:
+    import json
+
+    from pulse._datasets import _record
+
+    return cls(_record(json.loads(answer)))

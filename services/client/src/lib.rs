@@ -567,6 +567,63 @@ impl Client {
     pub async fn rollback_model(&self, req: trainer::RollbackModelRequest) -> Result<trainer::RollbackModelResponse> {
         self.call(req, Some(""), |ch, r| async move { trainer_client(ch).rollback_model(r).await }).await
     }
+
+    pub async fn register_worker(&self, req: trainer::RegisterWorkerRequest) -> Result<trainer::Worker> {
+        self.call(req, Some(""), |ch, r| async move { trainer_client(ch).register_worker(r).await }).await
+    }
+
+    pub async fn heartbeat(&self, req: trainer::HeartbeatRequest) -> Result<trainer::HeartbeatResponse> {
+        self.call(req, Some(""), |ch, r| async move { trainer_client(ch).heartbeat(r).await }).await
+    }
+
+    pub async fn deregister_worker(&self, worker_id: &str) -> Result<trainer::Worker> {
+        let msg = trainer::DeregisterWorkerRequest { worker_id: worker_id.into() };
+        self.call(msg, Some(""), |ch, r| async move { trainer_client(ch).deregister_worker(r).await }).await
+    }
+
+    pub async fn list_workers(&self, req: trainer::ListWorkersRequest) -> Result<trainer::ListWorkersResponse> {
+        self.call(req, None, |ch, r| async move { trainer_client(ch).list_workers(r).await }).await
+    }
+
+    /// Saves a checkpoint from a stream of byte chunks (each at most 4 MiB):
+    /// nothing is buffered beyond the chunk in flight.
+    pub async fn save_checkpoint<S>(
+        &self,
+        header: trainer::CheckpointHeader,
+        data: S,
+        idempotency_key: Option<&str>,
+    ) -> Result<trainer::Checkpoint>
+    where
+        S: futures::Stream<Item = Vec<u8>> + Send + 'static,
+    {
+        use futures::StreamExt;
+        use trainer::save_checkpoint_request::Part;
+        let first =
+            futures::stream::once(async move { trainer::SaveCheckpointRequest { part: Some(Part::Header(header)) } });
+        let rest = data.map(|d| trainer::SaveCheckpointRequest { part: Some(Part::Data(d)) });
+        let req = self.request(first.chain(rest), idempotency_key)?;
+        Ok(trainer_client(self.channel.clone()).save_checkpoint(req).await?.into_inner())
+    }
+
+    pub async fn get_checkpoint(&self, checkpoint_id: &str) -> Result<trainer::Checkpoint> {
+        let msg = trainer::GetCheckpointRequest { checkpoint_id: checkpoint_id.into() };
+        self.call(msg, None, |ch, r| async move { trainer_client(ch).get_checkpoint(r).await }).await
+    }
+
+    /// The checkpoint's description first, then its bytes in order.
+    pub async fn load_checkpoint(
+        &self,
+        req: trainer::LoadCheckpointRequest,
+    ) -> Result<pulse_proto::tonic::Streaming<trainer::CheckpointChunk>> {
+        Ok(trainer_client(self.channel.clone()).load_checkpoint(self.request(req, None)?).await?.into_inner())
+    }
+
+    pub async fn list_checkpoints(
+        &self,
+        req: trainer::ListCheckpointsRequest,
+    ) -> Result<trainer::ListCheckpointsResponse> {
+        self.call(req, None, |ch, r| async move { trainer_client(ch).list_checkpoints(r).await }).await
+    }
 }
 
 fn datasource_client(channel: Channel) -> DatasourceServiceClient<Channel> {

@@ -105,6 +105,7 @@ pub struct Trainer {
     /// Live metrics of jobs running in this process (between the epoch-end
     /// writes), for watchers.
     pub(crate) live: Arc<Mutex<HashMap<String, pb::TrainingMetrics>>>,
+    pub(crate) metrics: crate::checkpoints::TrainerMetrics,
 }
 
 impl Trainer {
@@ -114,8 +115,10 @@ impl Trainer {
         snapshots: Snapshots,
         lineage: Option<pulse_lineage::Lineage>,
         lease: Duration,
+        metrics: crate::checkpoints::TrainerMetrics,
     ) -> Self {
         Self {
+            metrics,
             records,
             objects,
             snapshots,

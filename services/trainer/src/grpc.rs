@@ -3,13 +3,14 @@
 use std::pin::Pin;
 use std::time::Duration;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use pulse_common::grpc::{caller, status, tenant};
 use pulse_proto::tonic::{Request, Response, Status, Streaming};
 use pulse_proto::trainer::v1 as pb;
 use pulse_proto::trainer::v1::trainer_service_server::TrainerService;
 
 use crate::domain::{Trainer, is_final, job_status};
+use crate::error::TrainerError;
 
 #[derive(Debug, Clone)]
 pub struct TrainerGrpc {
@@ -23,12 +24,6 @@ impl TrainerGrpc {
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
-
-fn later(what: &str) -> Status {
-    Status::unimplemented(format!(
-        "{what} is not in this build of the trainer yet; Pulse training jobs checkpoint on their own (see TrainingJob.last_checkpoint_id)"
-    ))
-}
 
 #[pulse_proto::tonic::async_trait]
 impl TrainerService for TrainerGrpc {
@@ -148,56 +143,67 @@ impl TrainerService for TrainerGrpc {
         Ok(Response::new(self.trainer.list_jobs(&tenant, req.get_ref()).await.map_err(status)?))
     }
 
-    async fn register_worker(&self, _req: Request<pb::RegisterWorkerRequest>) -> Result<Response<pb::Worker>, Status> {
-        Err(later("RegisterWorker (external training loops)"))
+    async fn register_worker(&self, req: Request<pb::RegisterWorkerRequest>) -> Result<Response<pb::Worker>, Status> {
+        let tenant = tenant(&req)?;
+        Ok(Response::new(self.trainer.register_worker(&tenant, req.get_ref()).await.map_err(status)?))
     }
 
-    async fn heartbeat(&self, _req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
-        Err(later("Heartbeat (external training loops)"))
+    async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let tenant = tenant(&req)?;
+        Ok(Response::new(self.trainer.heartbeat(&tenant, req.get_ref()).await.map_err(status)?))
     }
 
     async fn deregister_worker(
         &self,
-        _req: Request<pb::DeregisterWorkerRequest>,
+        req: Request<pb::DeregisterWorkerRequest>,
     ) -> Result<Response<pb::Worker>, Status> {
-        Err(later("DeregisterWorker (external training loops)"))
+        let tenant = tenant(&req)?;
+        Ok(Response::new(self.trainer.deregister_worker(&tenant, &req.get_ref().worker_id).await.map_err(status)?))
     }
 
     async fn list_workers(
         &self,
-        _req: Request<pb::ListWorkersRequest>,
+        req: Request<pb::ListWorkersRequest>,
     ) -> Result<Response<pb::ListWorkersResponse>, Status> {
-        Err(later("ListWorkers (external training loops)"))
+        let tenant = tenant(&req)?;
+        Ok(Response::new(self.trainer.list_workers(&tenant, req.get_ref()).await.map_err(status)?))
     }
 
     async fn save_checkpoint(
         &self,
-        _req: Request<Streaming<pb::SaveCheckpointRequest>>,
+        req: Request<Streaming<pb::SaveCheckpointRequest>>,
     ) -> Result<Response<pb::Checkpoint>, Status> {
-        Err(later("SaveCheckpoint for external training loops"))
+        let tenant = tenant(&req)?;
+        let input = req.into_inner().map(|m| {
+            m.map_err(|s| {
+                TrainerError::Precondition(format!("the checkpoint stream broke: {}; nothing was kept", s.message()))
+            })
+        });
+        Ok(Response::new(self.trainer.save_checkpoint(&tenant, Box::pin(input)).await.map_err(status)?))
     }
 
-    async fn get_checkpoint(
-        &self,
-        _req: Request<pb::GetCheckpointRequest>,
-    ) -> Result<Response<pb::Checkpoint>, Status> {
-        Err(later("GetCheckpoint for external training loops"))
+    async fn get_checkpoint(&self, req: Request<pb::GetCheckpointRequest>) -> Result<Response<pb::Checkpoint>, Status> {
+        let tenant = tenant(&req)?;
+        Ok(Response::new(self.trainer.checkpoint(&tenant, &req.get_ref().checkpoint_id).await.map_err(status)?))
     }
 
     type LoadCheckpointStream = BoxStream<pb::CheckpointChunk>;
 
     async fn load_checkpoint(
         &self,
-        _req: Request<pb::LoadCheckpointRequest>,
+        req: Request<pb::LoadCheckpointRequest>,
     ) -> Result<Response<Self::LoadCheckpointStream>, Status> {
-        Err(later("LoadCheckpoint for external training loops"))
+        let tenant = tenant(&req)?;
+        let stream = self.trainer.load_checkpoint(&tenant, req.get_ref()).await.map_err(status)?;
+        Ok(Response::new(Box::pin(stream.map(|r| r.map_err(status)))))
     }
 
     async fn list_checkpoints(
         &self,
-        _req: Request<pb::ListCheckpointsRequest>,
+        req: Request<pb::ListCheckpointsRequest>,
     ) -> Result<Response<pb::ListCheckpointsResponse>, Status> {
-        Err(later("ListCheckpoints for external training loops"))
+        let tenant = tenant(&req)?;
+        Ok(Response::new(self.trainer.list_checkpoints(&tenant, req.get_ref()).await.map_err(status)?))
     }
 
     async fn list_models(

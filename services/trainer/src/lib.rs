@@ -4,6 +4,7 @@
 
 pub mod algo;
 pub mod artifact;
+pub mod checkpoints;
 pub mod contract;
 pub mod domain;
 pub mod error;
@@ -48,6 +49,7 @@ pub async fn open(
         snapshots,
         lineage,
         Duration::from_secs(platform.config.job_lease_seconds.max(1)),
+        checkpoints::TrainerMetrics::new(&platform.metrics.registry),
     );
     trainer.spawn_workers(platform.config.training_workers);
     Ok(trainer)

@@ -55,12 +55,23 @@ fn select(x: &[f32], y: &[f32], cols: usize, rows: &[usize]) -> Matrix {
 impl Trainer {
     /// Runs `n` worker loops.
     pub fn spawn_workers(&self, n: usize) -> Vec<tokio::task::JoinHandle<()>> {
-        (0..n)
+        let mut handles: Vec<_> = (0..n)
             .map(|_| {
                 let this = self.clone();
                 tokio::spawn(async move { this.worker_loop().await })
             })
-            .collect()
+            .collect();
+        // External workers silent past their timeout are marked lost.
+        let this = self.clone();
+        handles.push(tokio::spawn(async move {
+            loop {
+                if let Err(e) = this.sweep_workers().await {
+                    tracing::warn!(error = %e, "could not sweep training workers");
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        }));
+        handles
     }
 
     async fn worker_loop(self) {
@@ -572,7 +583,7 @@ impl Trainer {
             parts: 1,
             created_at: Some(to_proto(now_millis())),
         };
-        let body = CheckpointRecord { checkpoint: Some(ckpt.clone()), keys: vec![key] };
+        let body = CheckpointRecord { checkpoint: Some(ckpt.clone()), keys: vec![key], part_sha256: Vec::new() };
         self.records
             .apply(
                 tenant,
@@ -710,6 +721,9 @@ pub struct CheckpointRecord {
     /// Object keys of the parts, in order.
     #[prost(string, repeated, tag = "2")]
     pub keys: Vec<String>,
+    /// SHA-256 of each part, checked before any of it is served.
+    #[prost(string, repeated, tag = "3")]
+    pub part_sha256: Vec<String>,
 }
 
 /// Metrics of an artifact on a transformed matrix.

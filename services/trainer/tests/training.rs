@@ -487,3 +487,88 @@ async fn mlp_multiclass_regression_and_cancel() {
     let e = code(client.cancel_training_job(&job.id, "").await.unwrap_err());
     assert_eq!(e.0, Code::FailedPrecondition);
 }
+
+#[tokio::test]
+async fn external_workers_heartbeat_and_checkpoint_in_parts() {
+    let sb = sandbox(Vec::new()).await;
+    let client = Client::connect(&sb.endpoint, Some(&sb.tenant_a.1)).await.unwrap();
+    let other = Client::connect(&sb.endpoint, Some(&sb.tenant_b.1)).await.unwrap();
+    let register = |id: &str| tr::RegisterWorkerRequest {
+        worker_id: id.into(),
+        heartbeat_timeout: Some(prost_types::Duration { seconds: 5, nanos: 0 }),
+        ..Default::default()
+    };
+    let e = code(client.register_worker(register("bad id!")).await.unwrap_err());
+    assert_eq!(e.0, Code::InvalidArgument);
+    let w = client.register_worker(register("loop-1")).await.unwrap();
+    assert_eq!(w.state, tr::WorkerState::Active as i32);
+    assert_eq!(w.kind, tr::WorkerKind::External as i32);
+
+    // 20 MiB in 1 MiB messages: stored as three parts, read back intact.
+    let data: Vec<u8> = (0..20u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let sha = pulse_trainer::artifact::sha256_hex(&data);
+    let header = |sha: &str| tr::CheckpointHeader {
+        owner: Some(tr::checkpoint_header::Owner::WorkerId("loop-1".into())),
+        sha256: sha.into(),
+        size_bytes: Some(data.len() as u64),
+        ..Default::default()
+    };
+    let pieces: Vec<Vec<u8>> = data.chunks(1 << 20).map(<[u8]>::to_vec).collect();
+    let ckpt = client.save_checkpoint(header(&sha), futures::stream::iter(pieces.clone()), None).await.unwrap();
+    assert_eq!((ckpt.size_bytes, ckpt.parts, ckpt.sequence), (data.len() as u64, 3, 1));
+    assert_eq!(ckpt.sha256, sha);
+    let load = |offset: u64| tr::LoadCheckpointRequest {
+        target: Some(tr::load_checkpoint_request::Target::LatestForWorker("loop-1".into())),
+        offset,
+    };
+    let mut stream = client.load_checkpoint(load(0)).await.unwrap();
+    let first = stream.message().await.unwrap().unwrap();
+    assert_eq!(first.checkpoint.unwrap().id, ckpt.id);
+    let mut back = Vec::new();
+    while let Some(c) = stream.message().await.unwrap() {
+        assert_eq!(c.offset, back.len() as u64);
+        back.extend_from_slice(&c.data);
+    }
+    assert!(back == data, "the checkpoint reads back byte for byte");
+    // Resuming a broken download from an offset.
+    let mut stream = client.load_checkpoint(load(9 << 20)).await.unwrap();
+    stream.message().await.unwrap();
+    let mut tail = Vec::new();
+    while let Some(c) = stream.message().await.unwrap() {
+        tail.extend_from_slice(&c.data);
+    }
+    assert!(tail == data[9 << 20..]);
+
+    // A wrong SHA-256 keeps nothing.
+    let e =
+        code(client.save_checkpoint(header(&"0".repeat(64)), futures::stream::iter(pieces), None).await.unwrap_err());
+    assert_eq!(e.0, Code::DataLoss, "{}", e.1);
+    let listed = client
+        .list_checkpoints(tr::ListCheckpointsRequest { worker_id: "loop-1".into(), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(listed.checkpoints.len(), 1);
+    // Another tenant sees neither the worker nor the checkpoint.
+    assert_eq!(code(other.get_checkpoint(&ckpt.id).await.unwrap_err()).0, Code::NotFound);
+    assert_eq!(
+        code(
+            other
+                .heartbeat(tr::HeartbeatRequest { worker_id: "loop-1".into(), ..Default::default() })
+                .await
+                .unwrap_err()
+        )
+        .0,
+        Code::NotFound
+    );
+
+    // Silent past its timeout: lost, and its heartbeat is refused.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let e = code(
+        client.heartbeat(tr::HeartbeatRequest { worker_id: "loop-1".into(), ..Default::default() }).await.unwrap_err(),
+    );
+    assert_eq!(e.0, Code::FailedPrecondition);
+    assert!(e.1.contains("lost"), "{}", e.1);
+    let again = client.register_worker(register("loop-1")).await.unwrap();
+    assert_eq!(again.state, tr::WorkerState::Active as i32);
+    assert!(sb.metrics().await.contains("pulse_checkpoints_saved_total 1"));
+}
