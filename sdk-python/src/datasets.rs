@@ -258,27 +258,45 @@ pub(crate) async fn save_checkpoint(
     data: Option<Vec<u8>>,
     idempotency_key: String,
 ) -> Result<String, ClientError> {
-    use futures::StreamExt;
     const PIECE: usize = 4 << 20;
     let header: tr::CheckpointHeader = from_json("pulse.trainer.v1.CheckpointHeader", &header_json)?;
-    let key = (!idempotency_key.is_empty()).then_some(idempotency_key.as_str());
-    let stream: futures::stream::BoxStream<'static, Vec<u8>> = match (path, data) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+    match (path, data) {
         (Some(p), _) => {
-            let file = tokio::fs::File::open(&p)
-                .await
-                .map_err(|e| ClientError::InvalidArgument(format!("path: cannot open {p}: {e}")))?;
-            let reader = tokio_util::io::ReaderStream::with_capacity(file, PIECE);
-            // A read error ends the stream early; the size check then fails
-            // the save on the server, so nothing partial is kept.
-            reader
-                .take_while(|r| futures::future::ready(r.is_ok()))
-                .filter_map(|r| async move { r.ok().map(|b| b.to_vec()) })
-                .boxed()
+            let mut file = std_file(p, false).await?;
+            // A read error ends the data early; the size check then fails the
+            // save on the server, so nothing partial is kept.
+            tokio::spawn(async move {
+                use tokio::io::AsyncReadExt;
+                loop {
+                    let mut buf = vec![0u8; PIECE];
+                    let mut filled = 0;
+                    while filled < PIECE {
+                        match file.read(&mut buf[filled..]).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => filled += n,
+                        }
+                    }
+                    buf.truncate(filled);
+                    if filled == 0 || tx.send(buf).await.is_err() {
+                        break;
+                    }
+                }
+            });
         }
-        (None, Some(d)) => futures::stream::iter(d.chunks(PIECE).map(<[u8]>::to_vec).collect::<Vec<_>>()).boxed(),
-        (None, None) => futures::stream::empty().boxed(),
-    };
-    let ckpt = client.save_checkpoint(header, stream, key).await?;
+        (None, Some(d)) => {
+            tokio::spawn(async move {
+                for piece in d.chunks(PIECE) {
+                    if tx.send(piece.to_vec()).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        (None, None) => drop(tx),
+    }
+    let key = (!idempotency_key.is_empty()).then_some(idempotency_key);
+    let ckpt = client.save_checkpoint(header, rx, key).await?;
     to_json("pulse.trainer.v1.Checkpoint", &ckpt)
 }
 
@@ -294,11 +312,7 @@ pub(crate) async fn load_checkpoint(
     let mut stream = client.load_checkpoint(req).await?;
     let mut ckpt = None;
     let mut file = match &path {
-        Some(p) => Some(
-            tokio::fs::File::create(p)
-                .await
-                .map_err(|e| ClientError::InvalidArgument(format!("path: cannot create {p}: {e}")))?,
-        ),
+        Some(p) => Some(std_file(p.clone(), true).await?),
         None => None,
     };
     let mut bytes = Vec::new();
@@ -318,4 +332,18 @@ pub(crate) async fn load_checkpoint(
     }
     let ckpt = ckpt.ok_or_else(|| ClientError::InvalidArgument("the server sent no checkpoint description".into()))?;
     Ok((to_json("pulse.trainer.v1.Checkpoint", &ckpt)?, path.is_none().then_some(bytes)))
+}
+
+/// Opens (or creates) a file on a blocking thread: the future stays `Send`
+/// for every lifetime, which tokio's borrowed-path `open` is not.
+async fn std_file(path: String, create: bool) -> Result<tokio::fs::File, ClientError> {
+    let p = path.clone();
+    let opened =
+        tokio::task::spawn_blocking(move || if create { std::fs::File::create(&p) } else { std::fs::File::open(&p) })
+            .await
+            .map_err(|e| ClientError::InvalidArgument(format!("path: {e}")))?;
+    let file = opened.map_err(|e| {
+        ClientError::InvalidArgument(format!("path: cannot {} {path}: {e}", if create { "create" } else { "open" }))
+    })?;
+    Ok(tokio::fs::File::from_std(file))
 }

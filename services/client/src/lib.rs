@@ -585,24 +585,30 @@ impl Client {
         self.call(req, None, |ch, r| async move { trainer_client(ch).list_workers(r).await }).await
     }
 
-    /// Saves a checkpoint from a stream of byte chunks (each at most 4 MiB):
-    /// nothing is buffered beyond the chunk in flight.
-    pub async fn save_checkpoint<S>(
+    /// Saves a checkpoint from chunks of bytes (each at most 4 MiB) sent on
+    /// `data`: nothing is buffered beyond the chunks in flight. Closing the
+    /// sender ends the checkpoint.
+    pub async fn save_checkpoint(
         &self,
         header: trainer::CheckpointHeader,
-        data: S,
-        idempotency_key: Option<&str>,
-    ) -> Result<trainer::Checkpoint>
-    where
-        S: futures::Stream<Item = Vec<u8>> + Send + 'static,
-    {
-        use futures::StreamExt;
+        mut data: tokio::sync::mpsc::Receiver<Vec<u8>>,
+        idempotency_key: Option<String>,
+    ) -> Result<trainer::Checkpoint> {
         use trainer::save_checkpoint_request::Part;
-        let first =
-            futures::stream::once(async move { trainer::SaveCheckpointRequest { part: Some(Part::Header(header)) } });
-        let rest = data.map(|d| trainer::SaveCheckpointRequest { part: Some(Part::Data(d)) });
-        let req = self.request(first.chain(rest), idempotency_key)?;
-        Ok(trainer_client(self.channel.clone()).save_checkpoint(req).await?.into_inner())
+        // A channel-backed stream (no combinator closures): tonic can then
+        // prove the call `Send` wherever it is awaited.
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let _ = tx.send(trainer::SaveCheckpointRequest { part: Some(Part::Header(header)) }).await;
+        tokio::spawn(async move {
+            while let Some(d) = data.recv().await {
+                if tx.send(trainer::SaveCheckpointRequest { part: Some(Part::Data(d)) }).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let req = self.request(tokio_stream::wrappers::ReceiverStream::new(rx), idempotency_key.as_deref())?;
+        let mut client = trainer_client(self.channel.clone());
+        Ok(client.save_checkpoint(req).await?.into_inner())
     }
 
     pub async fn get_checkpoint(&self, checkpoint_id: &str) -> Result<trainer::Checkpoint> {

@@ -514,7 +514,16 @@ async fn external_workers_heartbeat_and_checkpoint_in_parts() {
         ..Default::default()
     };
     let pieces: Vec<Vec<u8>> = data.chunks(1 << 20).map(<[u8]>::to_vec).collect();
-    let ckpt = client.save_checkpoint(header(&sha), futures::stream::iter(pieces.clone()), None).await.unwrap();
+    let feed = |pieces: Vec<Vec<u8>>| {
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        tokio::spawn(async move {
+            for p in pieces {
+                tx.send(p).await.unwrap();
+            }
+        });
+        rx
+    };
+    let ckpt = client.save_checkpoint(header(&sha), feed(pieces.clone()), None).await.unwrap();
     assert_eq!((ckpt.size_bytes, ckpt.parts, ckpt.sequence), (data.len() as u64, 3, 1));
     assert_eq!(ckpt.sha256, sha);
     let load = |offset: u64| tr::LoadCheckpointRequest {
@@ -540,8 +549,7 @@ async fn external_workers_heartbeat_and_checkpoint_in_parts() {
     assert!(tail == data[9 << 20..]);
 
     // A wrong SHA-256 keeps nothing.
-    let e =
-        code(client.save_checkpoint(header(&"0".repeat(64)), futures::stream::iter(pieces), None).await.unwrap_err());
+    let e = code(client.save_checkpoint(header(&"0".repeat(64)), feed(pieces), None).await.unwrap_err());
     assert_eq!(e.0, Code::DataLoss, "{}", e.1);
     let listed = client
         .list_checkpoints(tr::ListCheckpointsRequest { worker_id: "loop-1".into(), ..Default::default() })
