@@ -147,7 +147,7 @@ def test_an_external_loop_checkpoints_with_bounded_memory(client: pulse.Client, 
     import os
 
     worker = f"notebook-{uuid.uuid4().hex[:6]}"
-    w = client.register_worker(worker, metadata={"gpu": "none"}, heartbeat_timeout=5)
+    w = client.register_worker(worker, metadata={"gpu": "none"}, heartbeat_timeout=120)
     assert w.state == "active" and w.kind == "external"
     beat = client.heartbeat(worker, metadata={"epoch": "1"})
     assert beat.worker.metadata == {"gpu": "none", "epoch": "1"}

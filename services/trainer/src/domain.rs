@@ -161,6 +161,7 @@ impl Trainer {
             ];
             // A concurrent registration took the number: read again.
             if self.records.apply(tenant, writes).await? {
+                self.ensure_model_index(tenant, &parsed.model).await?;
                 return Ok((parsed, true));
             }
         }
@@ -338,7 +339,6 @@ impl Trainer {
         let rec = JobRecord { job: Some(job.clone()), created_by: actor.to_string(), ..Default::default() };
         let writes = vec![
             Write::insert(JOB, &job.id, &c.model, status_name(JobStatus::Queued), &rec),
-            // An index of models that have contracts or jobs, for listing.
             Write::event(
                 "pulse.training.queued.v1",
                 &job.id,
@@ -346,13 +346,12 @@ impl Trainer {
             ),
         ];
         self.records.apply(tenant, writes).await?;
-        self.ensure_model_index(tenant, &c.model).await?;
         self.wake.notify_waiters();
         Ok(job)
     }
 
-    /// A row per model name under `MODEL_CONTRACTS_INDEX`, so contracts can
-    /// be listed per model.
+    /// A row per model name with a contract, so the latest contract of every
+    /// model can be listed.
     async fn ensure_model_index(&self, tenant: &str, model: &str) -> Result<(), TrainerError> {
         if self.records.get(tenant, MODEL_CONTRACTS_INDEX, model).await?.is_none() {
             let marker = pb::ContractRef { model: model.to_string(), version: 0 };
@@ -586,23 +585,21 @@ impl Trainer {
         task: Task,
     ) -> Result<pb::ModelVersion, TrainerError> {
         let model_name = version.r#ref.clone().unwrap_or_default().model;
+        let mut job_record = job_record.clone();
         loop {
             let existing = self.records.get(tenant, MODEL, &model_name).await?;
             let now = to_proto(now_millis());
-            let (mut mrec, insert) = match &existing {
-                Some(r) => (r.decode::<ModelRecord>()?, false),
-                None => (
-                    ModelRecord {
-                        model: Some(pb::Model {
-                            name: model_name.clone(),
-                            task: task as i32,
-                            created_at: Some(now),
-                            ..Default::default()
-                        }),
-                        production_history: Vec::new(),
-                    },
-                    true,
-                ),
+            let mut mrec = match &existing {
+                Some(r) => r.decode::<ModelRecord>()?,
+                None => ModelRecord {
+                    model: Some(pb::Model {
+                        name: model_name.clone(),
+                        task: task as i32,
+                        created_at: Some(now),
+                        ..Default::default()
+                    }),
+                    production_history: Vec::new(),
+                },
             };
             let model = mrec.model.get_or_insert_with(Default::default);
             let number = model.latest_version + 1;
@@ -622,7 +619,7 @@ impl Trainer {
             done.job = Some(job.clone());
             done.lease_worker.clear();
             let mut writes = vec![
-                Write::update(job_record, status_name(JobStatus::Succeeded), &done),
+                Write::update(&job_record, status_name(JobStatus::Succeeded), &done),
                 Write::insert(
                     VERSION,
                     &version_id(&model_name, number),
@@ -645,17 +642,17 @@ impl Trainer {
                 Some(r) => Write::update(r, "", &mrec),
                 None => Write::insert(MODEL, &model_name, "", "", &mrec),
             });
-            let _ = insert;
             if self.records.apply(tenant, writes).await? {
                 *rec = done;
                 return Ok(version);
             }
-            // Lost a race with another registration or a stage change.
-            let (r, fresh) = self.job_record(tenant, &job.id).await?;
+            // Lost a race with another registration or a stage change (the
+            // model row), or with a takeover of the job.
+            let (fresh_record, fresh) = self.job_record(tenant, &job.id).await?;
             if fresh.lease_worker != self.worker_id {
                 return Err(TrainerError::LeaseLost);
             }
-            let _ = r;
+            job_record = fresh_record;
         }
     }
 

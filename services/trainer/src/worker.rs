@@ -378,6 +378,7 @@ impl Trainer {
         let head = prepared.head;
         let metric_name = if head == Head::Regression { "rmse" } else { "accuracy" };
         let train_m = prepared.train.clone();
+        let train_rows = train_m.rows;
         let val_m = prepared.val.clone();
         let p2 = p.clone();
         let stop2 = stop.clone();
@@ -419,7 +420,8 @@ impl Trainer {
                         j.latest = Some(metrics.clone());
                         if let Some(pr) = j.progress.as_mut() {
                             pr.done = r.step;
-                            pr.rate = r.throughput / (r.steps_per_epoch.max(1) as f64 / 1.0);
+                            // Steps per second: rows per second over rows per step.
+                            pr.rate = r.throughput / p2.batch_size.min(train_rows).max(1) as f64;
                         }
                         if let Some(c) = &ckpt {
                             j.last_checkpoint_id = c.id.clone();

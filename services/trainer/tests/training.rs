@@ -189,6 +189,9 @@ async fn train_register_evaluate_promote_and_roll_back() {
     assert_eq!(c.contract.as_ref().unwrap().version, 1);
     let again = client.register_contract(CHURN).await.unwrap();
     assert!(!again.created);
+    let listed = client.list_contracts(Default::default()).await.unwrap();
+    let latest: Vec<(String, u32)> = listed.contracts.iter().map(|c| (c.model.clone(), c.version)).collect();
+    assert_eq!(latest, vec![("churn".to_string(), 1)], "the latest contract of every model");
     assert_eq!(again.contract.unwrap().sha256, c.contract.unwrap().sha256);
     let report = client
         .validate_dataset(tr::ValidateDatasetRequest {
@@ -257,6 +260,9 @@ async fn train_register_evaluate_promote_and_roll_back() {
     // naming the gate and by how much.
     let strict = CHURN.replace("roc_auc: 0.7", "roc_auc: 0.99");
     client.register_contract(&strict).await.unwrap();
+    let versions =
+        client.list_contracts(tr::ListContractsRequest { model: "churn".into(), ..Default::default() }).await.unwrap();
+    assert_eq!(versions.contracts.iter().map(|c| c.version).collect::<Vec<_>>(), vec![2, 1], "newest first");
     let promote = |version: u64, force: bool| tr::PromoteModelRequest {
         model_version: Some(ModelVersionRef { model: "churn".into(), version }),
         force,
