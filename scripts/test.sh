@@ -119,6 +119,12 @@ case "$what" in
       psql -h 127.0.0.1 -U postgres -d pulse_bench -v ON_ERROR_STOP=1 -f bench/snapshot/lineitem.sql
     fi
     "$VENV/bin/python" bench/snapshot/bench.py "${@:2}" ;;
+  bench-trainer)
+    need_cargo; need_venv
+    "$VENV/bin/python" -c 'import numpy, sklearn, pyarrow' 2>/dev/null \
+      || "$VENV/bin/pip" install --quiet numpy scikit-learn pyarrow || die "pip could not install numpy, scikit-learn and pyarrow"
+    cargo build --release -p pulse-trainer --example bench_train
+    "$VENV/bin/python" bench/trainer/bench.py "${@:2}" ;;
   *) die "unknown target $what" ;;
 esac
 say "ok ($what)"
