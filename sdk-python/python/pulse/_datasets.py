@@ -105,9 +105,14 @@ def _value(v: Any) -> dict[str, Any]:
     return {"string_value": str(v)}
 
 
-class SnapshotJob:
-    """A running extraction. ``wait()`` follows it to the end (with a progress
-    bar in notebooks) and returns the committed :class:`DatasetVersion`."""
+class _Job:
+    """A server-side job followed from the notebook: its last known state in
+    ``job``, ``refresh()``, ``cancel()``, and ``_follow()`` for ``wait()``."""
+
+    _what = "job"
+    _unit = "units"
+    _get_method = ""
+    _cancel_method = ""
 
     def __init__(self, native: Any, job: Record) -> None:
         self._native = native
@@ -124,15 +129,56 @@ class SnapshotJob:
 
     def __repr__(self) -> str:
         p = self.job.get("progress") or {}
-        return f"SnapshotJob({self.id}, {self.status}, {p.get('done', 0)}/{p.get('total', 0)} rows)"
+        return f"{type(self).__name__}({self.id}, {self.status}, {p.get('done', 0)}/{p.get('total', 0)} {self._unit})"
 
-    def refresh(self) -> SnapshotJob:
-        self.job = _call(self._native, "get_extraction_job", {"job_id": self.id})
+    def refresh(self) -> Any:
+        self.job = _call(self._native, self._get_method, {"job_id": self.id})
         return self
 
-    def cancel(self, reason: str = "") -> SnapshotJob:
-        self.job = _call(self._native, "cancel_extraction_job", {"job_id": self.id, "reason": reason})
+    def cancel(self, reason: str = "") -> Any:
+        """Stops the job (at its next chunk or step)."""
+        self.job = _call(self._native, self._cancel_method, {"job_id": self.id, "reason": reason})
         return self
+
+    def _bar(self) -> _ProgressBar:
+        return _ProgressBar(self.id)
+
+    def _error_class(self, code: str) -> type:
+        return FailedPrecondition if self.status == "canceled" else PulseError
+
+    def _follow(self, timeout: float | None, progress: bool, poll: float) -> None:
+        """Polls until the job ends; raises its error unless it succeeded."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        bar = self._bar() if progress else None
+        try:
+            while True:
+                self.refresh()
+                if bar:
+                    bar.update(self.job)
+                if self.status in ("succeeded", "failed", "canceled"):
+                    break
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"{self._what} {self.id} still {self.status} after {timeout}s")
+                time.sleep(poll)
+        finally:
+            if bar:
+                bar.close()
+        if self.status != "succeeded":
+            err = self.job.get("error") or {}
+            code = err.get("code") or ("CANCELLED" if self.status == "canceled" else "UNKNOWN")
+            e = self._error_class(code)(f"{self._what} {self.id} {self.status}: {code}: {err.get('message', '')}")
+            e.code, e.message = code, err.get("message", "")
+            raise e
+
+
+class SnapshotJob(_Job):
+    """A running extraction. ``wait()`` follows it to the end (with a progress
+    bar in notebooks) and returns the committed :class:`DatasetVersion`."""
+
+    _what = "extraction"
+    _unit = "rows"
+    _get_method = "get_extraction_job"
+    _cancel_method = "cancel_extraction_job"
 
     def wait(self, timeout: float | None = None, progress: bool = True, poll: float = 0.5) -> DatasetVersion:
         """Block until the job ends.
@@ -150,29 +196,7 @@ class SnapshotJob:
                 ``code`` and message are the job's error.
             TimeoutError: ``timeout`` passed first.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        bar = _ProgressBar(self.id) if progress else None
-        try:
-            while True:
-                self.refresh()
-                if bar:
-                    bar.update(self.job)
-                if self.status in ("succeeded", "failed", "canceled"):
-                    break
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"extraction {self.id} still {self.status} after {timeout}s")
-                time.sleep(poll)
-        finally:
-            if bar:
-                bar.close()
-        if self.status != "succeeded":
-            err = self.job.get("error") or {}
-            code = err.get("code") or ("CANCELLED" if self.status == "canceled" else "UNKNOWN")
-            e = (FailedPrecondition if self.status == "canceled" else PulseError)(
-                f"extraction {self.id} {self.status}: {code}: {err.get('message', '')}"
-            )
-            e.code, e.message = code, err.get("message", "")
-            raise e
+        self._follow(timeout, progress, poll)
         result = self.job["result"]
         return _call(
             self._native,

@@ -3,10 +3,9 @@ the model registry, evaluation and gated promotion."""
 
 from __future__ import annotations
 
-import time
 from typing import Any, Mapping
 
-from pulse._datasets import Record, _call, _ProgressBar
+from pulse._datasets import Record, _call, _Job, _ProgressBar
 from pulse.exceptions import FailedPrecondition, PulseError
 
 # Short algorithm names; "mlp" picks the classifier or the regressor from the
@@ -40,36 +39,22 @@ def _version_number(v: Any) -> int:
     return int(v)
 
 
-class TrainingJob:
+class TrainingJob(_Job):
     """A queued or running training job. ``wait()`` follows it (a progress
     bar of optimiser steps, with the loss) and returns the
     :class:`TrainingRun`."""
 
-    def __init__(self, native: Any, job: Record) -> None:
-        self._native = native
-        self.job = job
+    _what = "training"
+    _unit = "steps"
+    _get_method = "get_training_job"
+    _cancel_method = "cancel_training_job"
 
-    @property
-    def id(self) -> str:
-        return self.job["id"]
+    def _bar(self) -> _ProgressBar:
+        return _TrainingBar(self.id)
 
-    @property
-    def status(self) -> str:
-        """queued, running, succeeded, failed, canceling or canceled."""
-        return self.job.get("status", "")
-
-    def __repr__(self) -> str:
-        p = self.job.get("progress") or {}
-        return f"TrainingJob({self.id}, {self.status}, {p.get('done', 0)}/{p.get('total', 0)} steps)"
-
-    def refresh(self) -> TrainingJob:
-        self.job = _call(self._native, "get_training_job", {"job_id": self.id})
-        return self
-
-    def cancel(self, reason: str = "") -> TrainingJob:
-        """Stops the job at its next step."""
-        self.job = _call(self._native, "cancel_training_job", {"job_id": self.id, "reason": reason})
-        return self
+    def _error_class(self, code: str) -> type:
+        # A contract violation fails the job with FAILED_PRECONDITION.
+        return FailedPrecondition if code == "FAILED_PRECONDITION" else PulseError
 
     def wait(self, timeout: float | None = None, progress: bool = True, poll: float = 0.5) -> TrainingRun:
         """Block until the job ends.
@@ -84,29 +69,7 @@ class TrainingJob:
                 ``validation``).
             TimeoutError: ``timeout`` passed first.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        bar = _TrainingBar(self.id) if progress else None
-        try:
-            while True:
-                self.refresh()
-                if bar:
-                    bar.update(self.job)
-                if self.status in ("succeeded", "failed", "canceled"):
-                    break
-                if deadline is not None and time.monotonic() > deadline:
-                    raise TimeoutError(f"training {self.id} still {self.status} after {timeout}s")
-                time.sleep(poll)
-        finally:
-            if bar:
-                bar.close()
-        if self.status != "succeeded":
-            err = self.job.get("error") or {}
-            code = err.get("code") or ("CANCELLED" if self.status == "canceled" else "UNKNOWN")
-            e = (FailedPrecondition if code == "FAILED_PRECONDITION" else PulseError)(
-                f"training {self.id} {self.status}: {code}: {err.get('message', '')}"
-            )
-            e.code, e.message = code, err.get("message", "")
-            raise e
+        self._follow(timeout, progress, poll)
         return TrainingRun(self.job)
 
 
