@@ -426,17 +426,7 @@ async fn an_extraction_killed_mid_job_resumes_to_the_same_hash() {
 }
 
 async fn wait_for_job(client: &Client, id: &str) -> pulse_proto::snapshot::v1::ExtractionJob {
-    use pulse_proto::common::v1::JobStatus;
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let j = client.get_extraction_job(id).await.unwrap();
-        let s = JobStatus::try_from(j.status).unwrap();
-        if matches!(s, JobStatus::Succeeded | JobStatus::Failed | JobStatus::Canceled) {
-            return j;
-        }
-        assert!(Instant::now() < deadline, "job did not finish: {j:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_final(|| client.get_extraction_job(id), |j| j.status).await
 }
 
 /// Kill `pulse up` (SIGKILL) in the middle of a training job, start it
@@ -560,15 +550,25 @@ async fn a_training_job_killed_mid_run_resumes_to_the_same_model_hash() {
 }
 
 async fn wait_for_training(client: &Client, id: &str) -> pulse_proto::trainer::v1::TrainingJob {
+    wait_until_final(|| client.get_training_job(id), |j| j.status).await
+}
+
+/// Polls a job until its status is final (or fails the test after 5 min).
+async fn wait_until_final<T, F, Fut>(mut fetch: F, status: fn(&T) -> i32) -> T
+where
+    T: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = pulse_client::Result<T>>,
+{
     use pulse_proto::common::v1::JobStatus;
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        let j = client.get_training_job(id).await.unwrap();
-        let s = JobStatus::try_from(j.status).unwrap();
+        let job = fetch().await.unwrap();
+        let s = JobStatus::try_from(status(&job)).unwrap();
         if matches!(s, JobStatus::Succeeded | JobStatus::Failed | JobStatus::Canceled) {
-            return j;
+            return job;
         }
-        assert!(Instant::now() < deadline, "training did not finish: {j:?}");
+        assert!(Instant::now() < deadline, "job did not finish: {job:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -293,7 +293,7 @@ impl Trainer {
                 let bytes = part.split().freeze();
                 let key = format!("checkpoints/{owner}/{id}/part-{:05}", keys.len());
                 sums.push(hex::encode(Sha256::digest(&bytes)));
-                put_with_retry(&objects, &key, bytes).await?;
+                with_retry(|| objects.put(&key, bytes.clone())).await?;
                 keys.push(key);
                 Ok(())
             };
@@ -434,7 +434,7 @@ impl Trainer {
             yield pb::CheckpointChunk { checkpoint: Some(ckpt.clone()), offset, data: Vec::new() };
             let mut at = 0u64;
             for (i, key) in rec.keys.iter().enumerate() {
-                let bytes: Bytes = get_with_retry(&objects, key).await?;
+                let bytes: Bytes = with_retry(|| objects.get(key)).await?;
                 let end = at + bytes.len() as u64;
                 if end <= offset {
                     at = end;
@@ -481,30 +481,16 @@ impl Trainer {
     }
 }
 
-/// Object writes and reads retried with backoff on transient errors.
-async fn put_with_retry(
-    objects: &pulse_common::objects::TenantObjects,
-    key: &str,
-    bytes: Bytes,
-) -> Result<(), TrainerError> {
+/// An object-store call retried with backoff while the store is unavailable.
+async fn with_retry<T, F, Fut>(mut call: F) -> Result<T, TrainerError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, pulse_common::objects::ObjectError>>,
+{
     let mut attempt = 0u32;
     loop {
-        match objects.put(key, bytes.clone()).await {
-            Ok(_) => return Ok(()),
-            Err(e) if e.code() == pulse_common::error::ErrorCode::Unavailable && attempt < 5 => {
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(100 * 2u64.pow(attempt))).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-async fn get_with_retry(objects: &pulse_common::objects::TenantObjects, key: &str) -> Result<Bytes, TrainerError> {
-    let mut attempt = 0u32;
-    loop {
-        match objects.get(key).await {
-            Ok(b) => return Ok(b),
+        match call().await {
+            Ok(v) => return Ok(v),
             Err(e) if e.code() == pulse_common::error::ErrorCode::Unavailable && attempt < 5 => {
                 attempt += 1;
                 tokio::time::sleep(Duration::from_millis(100 * 2u64.pow(attempt))).await;

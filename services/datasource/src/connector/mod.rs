@@ -154,13 +154,7 @@ pub fn project(schema: &Schema, columns: &[String], field: &str) -> Result<Schem
     let mut out = Vec::with_capacity(columns.len());
     for (i, name) in columns.iter().enumerate() {
         let Some(col) = schema.columns.iter().find(|c| &c.name == name) else {
-            return Err(DatasourceError::invalid(
-                format!("{field}[{i}]"),
-                format!(
-                    "column '{name}' does not exist; the object has {}",
-                    schema.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
-                ),
-            ));
+            return Err(missing_column(&format!("{field}[{i}]"), name, schema.columns.iter().map(|c| c.name.as_str())));
         };
         if out.iter().any(|c: &pulse_proto::common::v1::Column| &c.name == name) {
             return Err(DatasourceError::invalid(format!("{field}[{i}]"), format!("column '{name}' is listed twice")));
@@ -258,15 +252,19 @@ pub fn require_column<'a>(
     name: &str,
     field: &str,
 ) -> Result<&'a pulse_proto::common::v1::Column, DatasourceError> {
-    schema.columns.iter().find(|c| c.name == name).ok_or_else(|| {
-        DatasourceError::invalid(
-            field,
-            format!(
-                "column '{name}' does not exist; the object has {}",
-                schema.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
-            ),
-        )
-    })
+    schema
+        .columns
+        .iter()
+        .find(|c| c.name == name)
+        .ok_or_else(|| missing_column(field, name, schema.columns.iter().map(|c| c.name.as_str())))
+}
+
+/// INVALID_ARGUMENT for a column the object does not have, listing those it has.
+pub(crate) fn missing_column<'a>(field: &str, name: &str, columns: impl Iterator<Item = &'a str>) -> DatasourceError {
+    DatasourceError::invalid(
+        field,
+        format!("column '{name}' does not exist; the object has {}", columns.collect::<Vec<_>>().join(", ")),
+    )
 }
 
 /// Settings of a SQL connector, decrypted (they hold the password: never log
@@ -316,5 +314,30 @@ impl std::fmt::Debug for FileSettings {
             .field("format", &self.format)
             .field("endpoint", &self.endpoint)
             .finish_non_exhaustive()
+    }
+}
+
+/// Helpers shared by the connectors' unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::time::Duration;
+
+    use pulse_proto::datasource::v1::Value;
+    use pulse_proto::datasource::v1::value::Kind;
+
+    use super::SqlSettings;
+
+    pub fn v(kind: Kind) -> Value {
+        Value { kind: Some(kind) }
+    }
+
+    pub fn settings(dsn: &str) -> SqlSettings {
+        SqlSettings {
+            dsn: dsn.into(),
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(60),
+            max_connections: 2,
+            queries: Default::default(),
+        }
     }
 }

@@ -392,15 +392,10 @@ impl MyObject {
     }
 
     fn column(&self, name: &str, field: &str) -> Result<&MyColumn, DatasourceError> {
-        self.columns.iter().find(|c| c.column.name == name).ok_or_else(|| {
-            DatasourceError::invalid(
-                field,
-                format!(
-                    "column '{name}' does not exist; the object has {}",
-                    self.columns.iter().map(|c| c.column.name.as_str()).collect::<Vec<_>>().join(", ")
-                ),
-            )
-        })
+        self.columns
+            .iter()
+            .find(|c| c.column.name == name)
+            .ok_or_else(|| super::missing_column(field, name, self.columns.iter().map(|c| c.column.name.as_str())))
     }
 }
 
@@ -1403,20 +1398,7 @@ impl Connector for MysqlConnector {
 mod tests {
     use super::*;
     use crate::connector::RangeFilter;
-
-    fn v(kind: Kind) -> Value {
-        Value { kind: Some(kind) }
-    }
-
-    fn settings(dsn: &str) -> SqlSettings {
-        SqlSettings {
-            dsn: dsn.into(),
-            connect_timeout: Duration::from_secs(5),
-            statement_timeout: Duration::from_secs(60),
-            max_connections: 2,
-            queries: Default::default(),
-        }
-    }
+    use crate::connector::test_support::{settings, v};
 
     #[test]
     fn identifiers_are_backtick_quoted() {

@@ -361,12 +361,10 @@ impl MsObject {
     }
 
     fn column(&self, name: &str, field: &str) -> Result<&MsColumn, DatasourceError> {
-        let schema = self.logical();
-        super::require_column(&schema, name, field)?;
         self.columns
             .iter()
             .find(|c| c.column.name == name)
-            .ok_or_else(|| DatasourceError::invalid(field, format!("column '{name}' does not exist")))
+            .ok_or_else(|| super::missing_column(field, name, self.columns.iter().map(|c| c.column.name.as_str())))
     }
 }
 
@@ -1188,21 +1186,8 @@ mod tests {
 
     use super::*;
     use crate::connector::RangeFilter;
+    use crate::connector::test_support::{settings, v};
     use crate::connector::values::arrow_schema;
-
-    fn v(kind: Kind) -> Value {
-        Value { kind: Some(kind) }
-    }
-
-    fn settings(dsn: &str) -> SqlSettings {
-        SqlSettings {
-            dsn: dsn.into(),
-            connect_timeout: Duration::from_secs(5),
-            statement_timeout: Duration::from_secs(60),
-            max_connections: 2,
-            queries: Default::default(),
-        }
-    }
 
     #[test]
     fn identifiers_are_bracket_quoted() {
