@@ -123,6 +123,10 @@ case "$what" in
     need_cargo; need_venv
     "$VENV/bin/python" -c 'import numpy, sklearn, pyarrow' 2>/dev/null \
       || "$VENV/bin/pip" install --quiet numpy scikit-learn pyarrow || die "pip could not install numpy, scikit-learn and pyarrow"
+    # PyPI's torch is the CUDA build (about 5 GB with its NVIDIA wheels); it
+    # runs on the CPU all the same.
+    "$VENV/bin/python" -c 'import torch' 2>/dev/null || { say "installing PyTorch (about 5 GB) into $VENV"; \
+      "$VENV/bin/pip" install --quiet torch || die "pip could not install torch"; }
     cargo build --release -p pulse-trainer --example bench_train
     "$VENV/bin/python" bench/trainer/bench.py "${@:2}" ;;
   *) die "unknown target $what" ;;

@@ -85,6 +85,44 @@ def sk_mlp(xtr, ytr, xte, yte, epochs: int, batch: int, lr: float) -> dict:
             "test_log_loss": log_loss(yte, p)}
 
 
+def torch_train(xtr, ytr, xte, yte, hidden: tuple[int, ...], epochs: int, batch: int, lr: float) -> dict:
+    """The usual PyTorch loop on in-memory tensors (no DataLoader overhead):
+    shuffle each epoch, Adam, one logit with BCE-with-logits as Pulse does."""
+    import torch
+
+    torch.set_num_threads(2)
+    torch.manual_seed(42)
+    scaler = StandardScaler().fit(xtr)
+    xt = torch.from_numpy(scaler.transform(xtr).astype(np.float32))
+    yt = torch.from_numpy(ytr.astype(np.float32))
+    xe = torch.from_numpy(scaler.transform(xte).astype(np.float32))
+    dims = [xt.shape[1], *hidden]
+    layers: list = []
+    for i, o in zip(dims, dims[1:]):
+        layers += [torch.nn.Linear(i, o), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers, torch.nn.Linear(dims[-1], 1))
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    spent, epochs_out = 0.0, []
+    for epoch in range(1, epochs + 1):
+        t = time.perf_counter()
+        model.train()
+        perm = torch.randperm(xt.shape[0])
+        for i in range(0, xt.shape[0], batch):
+            idx = perm[i:i + batch]
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(xt[idx]).squeeze(1), yt[idx]).backward()
+            opt.step()
+        spent += time.perf_counter() - t
+        with torch.no_grad():
+            p1 = torch.sigmoid(model(xe).squeeze(1)).numpy().astype(np.float64)
+        p = np.stack([1 - p1, p1], axis=1)
+        epochs_out.append({"epoch": epoch, "train_seconds": spent, "test_log_loss": log_loss(yte, p),
+                           "test_accuracy": accuracy_score(yte, p.argmax(1))})
+    return {"train_seconds": spent, "epoch_seconds": spent / epochs, "epochs": epochs_out,
+            "test_accuracy": epochs_out[-1]["test_accuracy"], "test_log_loss": epochs_out[-1]["test_log_loss"]}
+
+
 def run(name: str, x: np.ndarray, y: np.ndarray, epochs: int, batch: int, tmp: Path) -> list[str]:
     xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.2, random_state=7, stratify=y)
     train, test = tmp / f"{name}-train.parquet", tmp / f"{name}-test.parquet"
@@ -102,12 +140,23 @@ def run(name: str, x: np.ndarray, y: np.ndarray, epochs: int, batch: int, tmp: P
     rows.append(f"| {name} | logistic regression | Pulse time to scikit-learn's log loss +0.001 | "
                 f"{'%.2f s' % reach if reach is not None else 'not reached'} | "
                 f"{'%.2f×' % (reach / skl['train_seconds']) if reach is not None else '–'} | | |")
+    tl = torch_train(xtr, ytr, xte, yte, (), epochs, batch, 0.01)
+    treach = next((e["train_seconds"] for e in tl["epochs"] if e["test_log_loss"] <= skl["test_log_loss"] + 0.001), None)
+    rows.append(f"| {name} | logistic regression | PyTorch ({epochs} epochs, Adam) | {tl['train_seconds']:.2f} s | "
+                f"{tl['epoch_seconds']:.3f} s | {tl['test_accuracy']:.4f} | {tl['test_log_loss']:.4f} |")
+    rows.append(f"| {name} | logistic regression | PyTorch time to scikit-learn's log loss +0.001 | "
+                f"{'%.2f s' % treach if treach is not None else 'not reached'} | "
+                f"{'%.2f×' % (treach / skl['train_seconds']) if treach is not None else '–'} | | |")
     skm = sk_mlp(xtr, ytr, xte, yte, epochs, batch, 0.001)
     pm = pulse(train, test, "mlp", epochs, batch, 0.001)[-1]
     rows.append(f"| {name} | MLP 64-32 | scikit-learn adam | {skm['train_seconds']:.2f} s | {skm['epoch_seconds']:.3f} s | "
                 f"{skm['test_accuracy']:.4f} | {skm['test_log_loss']:.4f} |")
     rows.append(f"| {name} | MLP 64-32 | Pulse adam | {pm['train_seconds']:.2f} s | {pm['train_seconds'] / epochs:.3f} s | "
                 f"{pm['test_accuracy']:.4f} | {pm['test_log_loss']:.4f} |")
+    tm = torch_train(xtr, ytr, xte, yte, (64, 32), epochs, batch, 0.001)
+    rows.append(f"| {name} | MLP 64-32 | PyTorch adam | {tm['train_seconds']:.2f} s | {tm['epoch_seconds']:.3f} s | "
+                f"{tm['test_accuracy']:.4f} | {tm['test_log_loss']:.4f} |")
+    rows.append(f"| {name} | MLP 64-32 | Pulse epoch throughput / PyTorch's | {tm['epoch_seconds'] / (pm['train_seconds'] / epochs):.2f}× | | | |")
     return rows
 
 
@@ -118,7 +167,9 @@ def main() -> None:
     args = ap.parse_args()
     if not ENGINE.is_file():
         sys.exit(f"build the engine first: cargo build --release -p pulse-trainer --example bench_train ({ENGINE})")
-    print(f"threads: numpy/sklearn and Pulse on the same {os.cpu_count()} cores")
+    import torch
+
+    print(f"threads: numpy/sklearn, PyTorch {torch.__version__} (2 threads) and Pulse on the same {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         lines = ["| data | model | system | train time | per epoch | test accuracy | test log loss |",

@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use pulse_client::pulse_proto::datasource::v1 as ds;
+use pulse_client::pulse_proto::inference::v1 as inf;
 use pulse_client::pulse_proto::prost::Message;
 use pulse_client::pulse_proto::snapshot::v1 as sn;
 use pulse_client::pulse_proto::trainer::v1 as tr;
@@ -16,7 +17,9 @@ fn pool() -> Result<&'static DescriptorPool, ClientError> {
     static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
     POOL.get_or_init(|| {
         let mut pool = DescriptorPool::new();
-        for service in ["pulse.snapshot.v1.SnapshotService", "pulse.trainer.v1.TrainerService"] {
+        for service in
+            ["pulse.snapshot.v1.SnapshotService", "pulse.trainer.v1.TrainerService", "pulse.inference.v1.InferenceService"]
+        {
             let set = pulse_client::pulse_proto::service(service)
                 .ok_or_else(|| format!("the {service} contract is missing from this build"))?
                 .descriptor_set;
@@ -65,6 +68,7 @@ pub(crate) async fn call(
     request: String,
     idempotency_key: String,
 ) -> Result<String, ClientError> {
+    const I: &str = "pulse.inference.v1.";
     const D: &str = "pulse.datasource.v1.";
     const S: &str = "pulse.snapshot.v1.";
     const T: &str = "pulse.trainer.v1.";
@@ -243,6 +247,42 @@ pub(crate) async fn call(
         "list_checkpoints" => {
             let req: tr::ListCheckpointsRequest = from_json(&format!("{T}ListCheckpointsRequest"), r)?;
             to_json(&format!("{T}ListCheckpointsResponse"), &client.list_checkpoints(req).await?)
+        }
+        "predict" => {
+            let req: inf::PredictRequest = from_json(&format!("{I}PredictRequest"), r)?;
+            to_json(&format!("{I}Prediction"), &client.predict(req).await?)
+        }
+        "predict_batch" => {
+            let req: inf::PredictBatchRequest = from_json(&format!("{I}PredictBatchRequest"), r)?;
+            to_json(&format!("{I}PredictBatchResponse"), &client.predict_batch(req).await?)
+        }
+        "record_feedback" => {
+            let req: inf::RecordFeedbackRequest = from_json(&format!("{I}RecordFeedbackRequest"), r)?;
+            to_json(&format!("{I}Feedback"), &client.record_feedback(req).await?)
+        }
+        "get_prediction" => {
+            let req: inf::GetPredictionRequest = from_json(&format!("{I}GetPredictionRequest"), r)?;
+            to_json(&format!("{I}Prediction"), &client.get_prediction(&req.prediction_id).await?)
+        }
+        "list_predictions" => {
+            let req: inf::ListPredictionsRequest = from_json(&format!("{I}ListPredictionsRequest"), r)?;
+            to_json(&format!("{I}ListPredictionsResponse"), &client.list_predictions(req).await?)
+        }
+        "get_traffic_policy" => {
+            let req: inf::GetTrafficPolicyRequest = from_json(&format!("{I}GetTrafficPolicyRequest"), r)?;
+            to_json(&format!("{I}TrafficPolicy"), &client.get_traffic_policy(&req.model).await?)
+        }
+        "set_traffic_policy" => {
+            let req: inf::SetTrafficPolicyRequest = from_json(&format!("{I}SetTrafficPolicyRequest"), r)?;
+            to_json(&format!("{I}TrafficPolicy"), &client.set_traffic_policy(req.policy.unwrap_or_default()).await?)
+        }
+        "get_serving_status" => {
+            let req: inf::GetServingStatusRequest = from_json(&format!("{I}GetServingStatusRequest"), r)?;
+            to_json(&format!("{I}ServingStatus"), &client.serving_status(&req.model).await?)
+        }
+        "refresh_model" => {
+            let req: inf::RefreshModelRequest = from_json(&format!("{I}RefreshModelRequest"), r)?;
+            to_json(&format!("{I}ModelServing"), &client.refresh_model(&req.model).await?)
         }
         other => Err(ClientError::InvalidArgument(format!("method: unknown call '{other}'"))),
     }

@@ -158,7 +158,7 @@ def test_an_external_loop_checkpoints_with_bounded_memory(client: pulse.Client, 
 
     # A large checkpoint streamed from a file and back into a file: the
     # server's peak memory grows by far less than the checkpoint's size.
-    size = 1 << 30
+    size = 2 << 30  # the 2 GB
     src, dst = tmp_path / "big.ckpt", tmp_path / "big.out"
     digest = hashlib.sha256()
     with open(src, "wb") as f:
@@ -186,6 +186,14 @@ def test_an_external_loop_checkpoints_with_bounded_memory(client: pulse.Client, 
         client.save_checkpoint(worker, data=b"abc", sha256="0" * 64)
     assert e.value.code == "DATA_LOSS"
     assert [c.id for c in client.list_checkpoints(worker_id=worker)] == [big.id, small.id], "nothing partial is kept"
+
+    # A save retried with its idempotency key answers the first checkpoint.
+    key = f"save-{uuid.uuid4().hex}"
+    first = client.save_checkpoint(worker, data=b"weights-v3", idempotency_key=key)
+    assert client.save_checkpoint(worker, data=b"weights-v3", idempotency_key=key).id == first.id
+    with pytest.raises(pulse.FailedPrecondition, match="new key"):
+        client.save_checkpoint(worker, data=b"other", idempotency_key=key)
+    assert len(client.list_checkpoints(worker_id=worker)) == 3
 
     client.deregister_worker(worker)
     with pytest.raises(pulse.FailedPrecondition, match="register it again"):

@@ -16,6 +16,7 @@ gRPC ``code`` and the server's ``message``.
 
 from pulse._client import DEFAULT_ENDPOINT, Client, connect
 from pulse._datasets import Datasource, DatasetVersion, Record, SnapshotJob
+from pulse._inference import Feedback, Prediction
 from pulse._native import Trace, __version__
 from pulse._training import Checkpoint, ModelVersion, TrainingJob, TrainingRun
 from pulse.exceptions import (
@@ -46,6 +47,8 @@ __all__ = [
     "TrainingJob",
     "TrainingRun",
     "ModelVersion",
+    "Prediction",
+    "Feedback",
     "Checkpoint",
     "PulseError",
     "InvalidArgument",

@@ -3,6 +3,8 @@
 //! retries, and the lineage tree as the CLI prints it.
 
 mod error;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod tree;
 
 use std::time::Duration;
@@ -11,6 +13,8 @@ use pulse_proto::admin::v1 as admin;
 use pulse_proto::admin::v1::admin_service_client::AdminServiceClient;
 use pulse_proto::datasource::v1 as datasource;
 use pulse_proto::datasource::v1::datasource_service_client::DatasourceServiceClient;
+use pulse_proto::inference::v1 as inference;
+use pulse_proto::inference::v1::inference_service_client::InferenceServiceClient;
 use pulse_proto::lineage::v1 as lineage;
 use pulse_proto::lineage::v1::lineage_service_client::LineageServiceClient;
 use pulse_proto::snapshot::v1 as snapshot;
@@ -638,6 +642,68 @@ fn datasource_client(channel: Channel) -> DatasourceServiceClient<Channel> {
 
 fn snapshot_client(channel: Channel) -> SnapshotServiceClient<Channel> {
     SnapshotServiceClient::new(channel).max_decoding_message_size(256 * 1024 * 1024)
+}
+
+impl Client {
+    // ---- inference ---------------------------------------------------------
+    // Predictions are not mutations: a retry is a new prediction.
+
+    pub async fn predict(&self, req: inference::PredictRequest) -> Result<inference::Prediction> {
+        self.call(req, None, |ch, r| async move { inference_client(ch).predict(r).await }).await
+    }
+
+    pub async fn predict_batch(&self, req: inference::PredictBatchRequest) -> Result<inference::PredictBatchResponse> {
+        self.call(req, None, |ch, r| async move { inference_client(ch).predict_batch(r).await }).await
+    }
+
+    /// Opens a bidirectional prediction stream fed from `requests`.
+    pub async fn predict_stream(
+        &self,
+        requests: tokio::sync::mpsc::Receiver<inference::PredictStreamRequest>,
+    ) -> Result<pulse_proto::tonic::Streaming<inference::PredictStreamResponse>> {
+        let req = self.request(tokio_stream::wrappers::ReceiverStream::new(requests), None)?;
+        Ok(inference_client(self.channel.clone()).predict_stream(req).await?.into_inner())
+    }
+
+    pub async fn record_feedback(&self, req: inference::RecordFeedbackRequest) -> Result<inference::Feedback> {
+        self.call(req, Some(""), |ch, r| async move { inference_client(ch).record_feedback(r).await }).await
+    }
+
+    pub async fn get_prediction(&self, prediction_id: &str) -> Result<inference::Prediction> {
+        let msg = inference::GetPredictionRequest { prediction_id: prediction_id.into() };
+        self.call(msg, None, |ch, r| async move { inference_client(ch).get_prediction(r).await }).await
+    }
+
+    pub async fn list_predictions(
+        &self,
+        req: inference::ListPredictionsRequest,
+    ) -> Result<inference::ListPredictionsResponse> {
+        self.call(req, None, |ch, r| async move { inference_client(ch).list_predictions(r).await }).await
+    }
+
+    pub async fn get_traffic_policy(&self, model: &str) -> Result<inference::TrafficPolicy> {
+        let msg = inference::GetTrafficPolicyRequest { model: model.into() };
+        self.call(msg, None, |ch, r| async move { inference_client(ch).get_traffic_policy(r).await }).await
+    }
+
+    pub async fn set_traffic_policy(&self, policy: inference::TrafficPolicy) -> Result<inference::TrafficPolicy> {
+        let msg = inference::SetTrafficPolicyRequest { policy: Some(policy) };
+        self.call(msg, Some(""), |ch, r| async move { inference_client(ch).set_traffic_policy(r).await }).await
+    }
+
+    pub async fn serving_status(&self, model: &str) -> Result<inference::ServingStatus> {
+        let msg = inference::GetServingStatusRequest { model: model.into() };
+        self.call(msg, None, |ch, r| async move { inference_client(ch).get_serving_status(r).await }).await
+    }
+
+    pub async fn refresh_model(&self, model: &str) -> Result<inference::ModelServing> {
+        let msg = inference::RefreshModelRequest { model: model.into() };
+        self.call(msg, Some(""), |ch, r| async move { inference_client(ch).refresh_model(r).await }).await
+    }
+}
+
+fn inference_client(channel: Channel) -> InferenceServiceClient<Channel> {
+    InferenceServiceClient::new(channel).max_decoding_message_size(MAX_ANSWER_BYTES)
 }
 
 fn trainer_client(channel: Channel) -> TrainerServiceClient<Channel> {

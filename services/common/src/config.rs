@@ -91,6 +91,24 @@ pub struct Config {
     /// A job whose worker has not renewed its lease for this long is taken
     /// over by another worker. Default 30.
     pub job_lease_seconds: u64,
+    /// Micro-batching: at most this many concurrent predictions of one model
+    /// go into one model call. 1 turns batching off. Default 64.
+    pub inference_max_batch_size: usize,
+    /// Micro-batching: how long the first request of a batch waits for
+    /// others, in microseconds. Default 500.
+    pub inference_max_batch_wait_us: u64,
+    /// Requests that may wait per model version; more are answered
+    /// RESOURCE_EXHAUSTED at once. Default 4096.
+    pub inference_queue_capacity: usize,
+    /// Cached answers (by model version and input hash); 0 disables the
+    /// cache. Default 100000.
+    pub inference_cache_entries: usize,
+    /// Rows one PredictBatch call may carry. Default 10000.
+    pub inference_max_batch_rows: usize,
+    /// How often served models are checked for a new production version, in
+    /// milliseconds (promotions in this process are picked up at once).
+    /// Default 1000.
+    pub model_poll_ms: u64,
 }
 
 impl Default for Config {
@@ -121,6 +139,12 @@ impl Default for Config {
             extraction_workers: 2,
             training_workers: 1,
             job_lease_seconds: 30,
+            inference_max_batch_size: 64,
+            inference_max_batch_wait_us: 500,
+            inference_queue_capacity: 4096,
+            inference_cache_entries: 100_000,
+            inference_max_batch_rows: 10_000,
+            model_poll_ms: 1000,
         }
     }
 }

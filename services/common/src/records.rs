@@ -66,6 +66,19 @@ CREATE TABLE events (
 CREATE INDEX events_tenant_name ON events (tenant, name, seq);
 ";
 
+/// The lease column of job queues (a second migration of the services whose
+/// workers claim records with [`RecordStore::claim`]): the time in ms until
+/// which a worker holds the record; 0 or past means claimable.
+pub const LEASES_POSTGRES: &str = "
+ALTER TABLE records ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX records_claim ON records (kind, status, lease_until, created_at);
+";
+
+pub const LEASES_SQLITE: &str = "
+ALTER TABLE records ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX records_claim ON records (kind, status, lease_until, created_at);
+";
+
 /// One stored record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
@@ -128,6 +141,8 @@ pub enum Write {
         parent: String,
         status: String,
         body: Vec<u8>,
+        /// Sets the lease column (job queues only); `None` keeps it.
+        lease_until: Option<i64>,
     },
     /// Fails the batch unless the stored revision is `revision`.
     Delete {
@@ -158,7 +173,18 @@ impl Write {
             parent: record.parent.clone(),
             status: status.to_string(),
             body: body.encode_to_vec(),
+            lease_until: None,
         }
+    }
+
+    /// Also sets the record's lease column: a worker renewing its hold
+    /// (`now + lease`), or releasing it (`0`) when the job ends or is queued
+    /// again. Only for kinds claimed with [`RecordStore::claim`].
+    pub fn leased_until(mut self, until_ms: i64) -> Self {
+        if let Self::Update { lease_until, .. } = &mut self {
+            *lease_until = Some(until_ms);
+        }
+        self
     }
 
     pub fn event(name: &str, entity: &str, payload: serde_json::Value) -> Self {
@@ -198,6 +224,15 @@ pub trait RecordStore: Send + Sync + std::fmt::Debug {
     async fn list(&self, tenant: &str, kind: &str, q: ListQuery<'_>) -> Result<Vec<Record>, StoreError>;
     /// Records of `kind` in any of `statuses`, across tenants (for workers).
     async fn by_status(&self, kind: &str, statuses: &[&str], limit: u32) -> Result<Vec<Record>, StoreError>;
+    /// Takes the oldest record of `kind` in one of `statuses` whose lease is
+    /// free (never held, released or expired) and holds it until `until_ms`,
+    /// across tenants. On PostgreSQL the row is picked with `FOR UPDATE SKIP
+    /// LOCKED`, so concurrent workers on many machines each get a different
+    /// record without waiting on one another. The claim bumps the revision:
+    /// a previous holder that lost its lease fails its next compare-and-set.
+    /// The caller then writes its new state with `Write::update(..)
+    /// .leased_until(..)` at the returned revision.
+    async fn claim(&self, kind: &str, statuses: &[&str], until_ms: i64) -> Result<Option<Record>, StoreError>;
     /// Applies every write or none. `Ok(false)` when an insert found its id
     /// taken or an update or delete found another revision.
     async fn apply(&self, tenant: &str, writes: Vec<Write>) -> Result<bool, StoreError>;
@@ -280,6 +315,22 @@ impl RecordStore for PgRecords {
         Ok(rows.iter().map(pg_record).collect())
     }
 
+    async fn claim(&self, kind: &str, statuses: &[&str], until_ms: i64) -> Result<Option<Record>, StoreError> {
+        let client = self.db.client().await?;
+        let schema = self.db.schema;
+        let sql = format!(
+            "UPDATE {schema}.records r SET lease_until = $3, revision = r.revision + 1, updated_at = $4 \
+             FROM (SELECT tenant, kind, id FROM {schema}.records \
+                   WHERE kind = $1 AND status = ANY($2) AND lease_until < $4 \
+                   ORDER BY created_at, id LIMIT 1 FOR UPDATE SKIP LOCKED) c \
+             WHERE r.tenant = c.tenant AND r.kind = c.kind AND r.id = c.id \
+             RETURNING r.tenant, r.kind, r.id, r.parent, r.status, r.revision, r.body, r.created_at, r.updated_at"
+        );
+        let statuses: Vec<String> = statuses.iter().map(|s| s.to_string()).collect();
+        let row = client.query_opt(&sql, &[&kind, &statuses, &until_ms, &now_ms()]).await?;
+        Ok(row.as_ref().map(pg_record))
+    }
+
     async fn apply(&self, tenant: &str, writes: Vec<Write>) -> Result<bool, StoreError> {
         let mut client = self.db.client().await?;
         let schema = self.db.schema;
@@ -297,13 +348,24 @@ impl RecordStore for PgRecords {
                     )
                     .await?
                 }
-                Write::Update { kind, id, revision, parent, status, body } => {
+                Write::Update { kind, id, revision, parent, status, body, lease_until: None } => {
                     tx.execute(
                         &format!(
                             "UPDATE {schema}.records SET parent = $4, status = $5, body = $6, revision = revision + 1, \
                              updated_at = $7 WHERE tenant = $1 AND kind = $2 AND id = $3 AND revision = $8"
                         ),
                         &[&tenant, &kind, &id, &parent, &status, &body, &now, &revision],
+                    )
+                    .await?
+                }
+                Write::Update { kind, id, revision, parent, status, body, lease_until: Some(lease) } => {
+                    tx.execute(
+                        &format!(
+                            "UPDATE {schema}.records SET parent = $4, status = $5, body = $6, revision = revision + 1, \
+                             updated_at = $7, lease_until = $9 \
+                             WHERE tenant = $1 AND kind = $2 AND id = $3 AND revision = $8"
+                        ),
+                        &[&tenant, &kind, &id, &parent, &status, &body, &now, &revision, &lease],
                     )
                     .await?
                 }
@@ -445,6 +507,43 @@ impl RecordStore for SqliteRecords {
             .await
     }
 
+    async fn claim(&self, kind: &str, statuses: &[&str], until_ms: i64) -> Result<Option<Record>, StoreError> {
+        let kind = kind.to_string();
+        let statuses: Vec<String> = statuses.iter().map(|s| s.to_string()).collect();
+        self.db
+            .call(move |c| {
+                // One embedded process: an immediate transaction is the lock.
+                let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                let now = now_ms();
+                let placeholders: Vec<String> = (0..statuses.len()).map(|i| format!("?{}", i + 3)).collect();
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM records WHERE kind = ?1 AND lease_until < ?2 AND status IN ({}) \
+                     ORDER BY created_at, id LIMIT 1",
+                    if placeholders.is_empty() { "NULL".to_string() } else { placeholders.join(", ") }
+                );
+                let mut params: Vec<&dyn rusqlite::ToSql> = vec![&kind, &now];
+                for s in &statuses {
+                    params.push(s);
+                }
+                let found = {
+                    let mut stmt = tx.prepare(&sql)?;
+                    let mut rows = stmt.query_map(params.as_slice(), sqlite_record)?;
+                    rows.next().transpose()?
+                };
+                let Some(mut record) = found else { return Ok(None) };
+                tx.execute(
+                    "UPDATE records SET lease_until = ?4, revision = revision + 1, updated_at = ?5 \
+                     WHERE tenant = ?1 AND kind = ?2 AND id = ?3",
+                    rusqlite::params![record.tenant, record.kind, record.id, until_ms, now],
+                )?;
+                tx.commit()?;
+                record.revision += 1;
+                record.updated_at = now;
+                Ok(Some(record))
+            })
+            .await
+    }
+
     async fn apply(&self, tenant: &str, writes: Vec<Write>) -> Result<bool, StoreError> {
         let tenant = tenant.to_string();
         self.db
@@ -460,11 +559,18 @@ impl RecordStore for SqliteRecords {
                             ),
                             rusqlite::params![tenant, kind, id, parent, status, body, now],
                         )?,
-                        Write::Update { kind, id, revision, parent, status, body } => tx.execute(
+                        Write::Update { kind, id, revision, parent, status, body, lease_until: None } => tx.execute(
                             "UPDATE records SET parent = ?4, status = ?5, body = ?6, revision = revision + 1, \
                              updated_at = ?7 WHERE tenant = ?1 AND kind = ?2 AND id = ?3 AND revision = ?8",
                             rusqlite::params![tenant, kind, id, parent, status, body, now, revision],
                         )?,
+                        Write::Update { kind, id, revision, parent, status, body, lease_until: Some(lease) } => tx
+                            .execute(
+                                "UPDATE records SET parent = ?4, status = ?5, body = ?6, revision = revision + 1, \
+                                 updated_at = ?7, lease_until = ?9 \
+                                 WHERE tenant = ?1 AND kind = ?2 AND id = ?3 AND revision = ?8",
+                                rusqlite::params![tenant, kind, id, parent, status, body, now, revision, lease],
+                            )?,
                         Write::Delete { kind, id, revision } => tx.execute(
                             "DELETE FROM records WHERE tenant = ?1 AND kind = ?2 AND id = ?3 AND revision = ?4",
                             rusqlite::params![tenant, kind, id, revision],
@@ -533,8 +639,10 @@ mod tests {
     use crate::store::Migration;
     use crate::testing::{Backend, embedded_backend, postgres_backend};
 
-    static MIGRATIONS: &[Migration] =
-        &[Migration { version: 1, description: "records and events", postgres: POSTGRES, sqlite: SQLITE }];
+    static MIGRATIONS: &[Migration] = &[
+        Migration { version: 1, description: "records and events", postgres: POSTGRES, sqlite: SQLITE },
+        Migration { version: 2, description: "leases", postgres: LEASES_POSTGRES, sqlite: LEASES_SQLITE },
+    ];
 
     async fn exercise(backend: Backend) {
         let db = backend.database().await.open("records_test", MIGRATIONS).await.unwrap();
@@ -581,6 +689,87 @@ mod tests {
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].payload["n"], 1);
         assert!(store.events("t2", None, 0, 10).await.unwrap().is_empty());
+    }
+
+    /// Claims take free leases oldest first, hold them, and give them back
+    /// when they expire or are released.
+    async fn claims(backend: Backend) {
+        let db = backend.database().await.open("claims_test", MIGRATIONS).await.unwrap();
+        let store = record_store(&db);
+        let body = prost_types::Duration { seconds: 1, nanos: 0 };
+        let hour = now_ms() + 3_600_000;
+        assert!(store.claim("task", &["queued"], hour).await.unwrap().is_none());
+        for (tenant, id) in [("t1", "a"), ("t2", "b"), ("t1", "c")] {
+            assert!(store.apply(tenant, vec![Write::insert("task", id, "", "queued", &body)]).await.unwrap());
+            tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        }
+        let a = store.claim("task", &["queued", "running"], hour).await.unwrap().unwrap();
+        assert_eq!((a.tenant.as_str(), a.id.as_str(), a.revision), ("t1", "a", 2));
+        let b = store.claim("task", &["queued", "running"], hour).await.unwrap().unwrap();
+        assert_eq!((b.tenant.as_str(), b.id.as_str()), ("t2", "b"));
+        // The holder writes its state at the claimed revision, keeping its lease.
+        assert!(store.apply("t1", vec![Write::update(&a, "running", &body).leased_until(hour)]).await.unwrap());
+        // A stale holder (the revision before the claim) loses.
+        let mut stale = b.clone();
+        stale.revision -= 1;
+        assert!(!store.apply("t2", vec![Write::update(&stale, "running", &body)]).await.unwrap());
+        // An expired lease is claimable again, by status.
+        let c = store.claim("task", &["queued"], now_ms() - 1).await.unwrap().unwrap();
+        assert_eq!(c.id, "c");
+        assert!(store.claim("task", &["running"], hour).await.unwrap().is_none());
+        let c2 = store.claim("task", &["queued"], hour).await.unwrap().unwrap();
+        assert_eq!((c2.id.as_str(), c2.revision), ("c", 3));
+        assert!(store.claim("task", &["queued", "running"], hour).await.unwrap().is_none());
+        // Releasing (lease 0) makes it claimable at once.
+        let a = store.get("t1", "task", "a").await.unwrap().unwrap();
+        assert!(store.apply("t1", vec![Write::update(&a, "queued", &body).leased_until(0)]).await.unwrap());
+        assert_eq!(store.claim("task", &["queued"], hour).await.unwrap().unwrap().id, "a");
+    }
+
+    #[tokio::test]
+    async fn embedded_claims() {
+        claims(embedded_backend().await).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_claims() {
+        claims(postgres_backend().await).await;
+    }
+
+    /// Many workers claiming at once from PostgreSQL each get different
+    /// records, and every record is claimed exactly once.
+    #[tokio::test]
+    async fn postgres_concurrent_claims_never_share_a_record() {
+        let backend = postgres_backend().await;
+        let db = backend.database().await.open("claims_race", MIGRATIONS).await.unwrap();
+        let store = record_store(&db);
+        let body = prost_types::Duration { seconds: 1, nanos: 0 };
+        let writes = (0..60).map(|i| Write::insert("task", &format!("j{i:02}"), "", "queued", &body)).collect();
+        assert!(store.apply("t1", writes).await.unwrap());
+        let hour = now_ms() + 3_600_000;
+        let workers: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    while let Some(r) = store.claim("task", &["queued"], hour).await.unwrap() {
+                        got.push(r.id);
+                    }
+                    got
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        let mut busy_workers = 0;
+        for w in workers {
+            let got = w.await.unwrap();
+            busy_workers += usize::from(!got.is_empty());
+            all.extend(got);
+        }
+        all.sort();
+        let expected: Vec<String> = (0..60).map(|i| format!("j{i:02}")).collect();
+        assert_eq!(all, expected, "every record claimed exactly once");
+        assert!(busy_workers > 1, "the claims were spread over several workers");
     }
 
     #[tokio::test]

@@ -6,7 +6,7 @@ use anyhow::Context;
 use pulse_common::Config;
 use pulse_common::grpc::pending::Pending;
 use pulse_common::host::{AdminKeySource, Hosted, Platform, Server, shutdown_signal};
-use pulse_proto::{drift, inference};
+use pulse_proto::drift;
 
 use crate::cli::{ServeArgs, ServiceName};
 
@@ -16,6 +16,9 @@ struct Opened {
     datasources: Option<pulse_datasource::Datasources>,
     lineage: Option<pulse_lineage::Lineage>,
     snapshots: Option<pulse_snapshot::Snapshots>,
+    trainer: Option<pulse_trainer::Trainer>,
+    training_workers_started: bool,
+    inference: Option<pulse_inference::Inference>,
 }
 
 impl Opened {
@@ -34,6 +37,22 @@ impl Opened {
             self.snapshots = Some(pulse_snapshot::open(platform, datasources, Some(lineage)).await?);
         }
         Ok(self.snapshots.clone().expect("opened above"))
+    }
+
+    /// The trainer domain, opened once. Its training workers start only when
+    /// this process serves the trainer (`pulse up`, `pulse serve trainer`).
+    async fn trainer(&mut self, platform: &Platform, workers: bool) -> anyhow::Result<pulse_trainer::Trainer> {
+        if self.trainer.is_none() {
+            let snapshots = self.snapshots(platform).await?;
+            let lineage = self.lineage(platform).await?;
+            self.trainer = Some(pulse_trainer::open(platform, snapshots, Some(lineage), false).await?);
+        }
+        let trainer = self.trainer.clone().expect("opened above");
+        if workers && !self.training_workers_started {
+            trainer.spawn_workers(platform.config.training_workers);
+            self.training_workers_started = true;
+        }
+        Ok(trainer)
     }
 
     async fn lineage(&mut self, platform: &Platform) -> anyhow::Result<pulse_lineage::Lineage> {
@@ -58,13 +77,16 @@ async fn hosted(platform: &Platform, service: ServiceName, opened: &mut Opened) 
         ServiceName::Trainer => {
             // The trainer reads dataset versions through the snapshot
             // service's domain and records lineage.
-            let snapshots = opened.snapshots(platform).await?;
-            let lineage = opened.lineage(platform).await?;
-            let trainer = pulse_trainer::open(platform, snapshots, Some(lineage)).await?;
-            pulse_trainer::hosted(trainer, platform)
+            pulse_trainer::hosted(opened.trainer(platform, true).await?, platform)
         }
         ServiceName::Inference => {
-            Hosted::new(Pending::<inference::v1::inference_service_server::InferenceServiceServer<Unused>>::new())
+            // Inference reads the model registry and artifacts through the
+            // trainer's domain (no training workers unless this process also
+            // serves the trainer, which `pulse up` opens first).
+            let trainer = opened.trainer(platform, false).await?;
+            let inference = pulse_inference::open(platform, trainer).await?;
+            opened.inference = Some(inference.clone());
+            pulse_inference::hosted(inference, platform)
         }
         ServiceName::Drift => {
             Hosted::new(Pending::<drift::v1::drift_service_server::DriftServiceServer<Unused>>::new())
@@ -118,6 +140,10 @@ pub async fn run(only: Option<ServiceName>, args: ServeArgs) -> anyhow::Result<(
         }
     });
     server.join().await?;
+    if let Some(inference) = &opened.inference {
+        // Every answered prediction reaches the log before the process ends.
+        inference.shutdown().await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

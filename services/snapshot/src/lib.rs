@@ -24,12 +24,20 @@ pub use grpc::SnapshotGrpc;
 
 pub const SCHEMA: &str = "snapshot";
 
-pub static MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "records and events",
-    postgres: pulse_common::records::POSTGRES,
-    sqlite: pulse_common::records::SQLITE,
-}];
+pub static MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "records and events",
+        postgres: pulse_common::records::POSTGRES,
+        sqlite: pulse_common::records::SQLITE,
+    },
+    Migration {
+        version: 2,
+        description: "job leases",
+        postgres: pulse_common::records::LEASES_POSTGRES,
+        sqlite: pulse_common::records::LEASES_SQLITE,
+    },
+];
 
 /// Opens the snapshot service's state and starts its extraction workers
 /// (`extraction_workers` of them).

@@ -78,16 +78,12 @@ impl Snapshots {
     async fn claim_next(&self) -> Result<Option<(String, String)>, SnapshotError> {
         let statuses =
             [status_name(JobStatus::Queued), status_name(JobStatus::Running), status_name(JobStatus::Canceling)];
-        let candidates = self.records.by_status(JOB, &statuses, 50).await?;
-        for record in candidates {
+        let until = now_ms() + self.lease.as_millis() as i64;
+        while let Some(record) = self.records.claim(JOB, &statuses, until).await? {
             let mut rec: JobRecord = record.decode()?;
             let mut job = rec.job.clone().unwrap_or_default();
             let mut state = rec.state.clone().unwrap_or_default();
             let status = job_status(&job);
-            let expired = state.lease_until_ms < now_ms();
-            if status != JobStatus::Queued && !expired {
-                continue;
-            }
             if status == JobStatus::Canceling {
                 // Its worker died while canceling: finish the cancel here.
                 job.status = JobStatus::Canceled as i32;
@@ -95,13 +91,13 @@ impl Snapshots {
                 timeline(&mut job, JobStatus::Canceled, "canceled");
                 rec.job = Some(job.clone());
                 self.records
-                    .apply(&record.tenant, vec![Write::update(&record, status_name(JobStatus::Canceled), &rec)])
+                    .apply(&record.tenant, vec![Write::update(&record, status_name(JobStatus::Canceled), &rec).leased_until(0)])
                     .await?;
                 continue;
             }
             let resumed = status == JobStatus::Running;
             state.lease_worker = self.worker_id.clone();
-            state.lease_until_ms = now_ms() + self.lease.as_millis() as i64;
+            state.lease_until_ms = until;
             job.status = JobStatus::Running as i32;
             job.attempts += 1;
             job.worker = self.worker_id.clone();
@@ -115,7 +111,7 @@ impl Snapshots {
             );
             rec.job = Some(job.clone());
             rec.state = Some(state);
-            let mut writes = vec![Write::update(&record, status_name(JobStatus::Running), &rec)];
+            let mut writes = vec![Write::update(&record, status_name(JobStatus::Running), &rec).leased_until(until)];
             if job.attempts == 1 {
                 writes.push(Write::event(
                     "pulse.extraction.started.v1",
@@ -155,10 +151,11 @@ impl Snapshots {
             }
             state.lease_until_ms = now_ms() + self.lease.as_millis() as i64;
             let mut writes = change(&mut job, &mut state);
+            let lease = if is_final(job_status(&job)) { 0 } else { state.lease_until_ms };
             let status = status_name(job_status(&job));
             rec.job = Some(job);
             rec.state = Some(state);
-            writes.insert(0, Write::update(&record, status, &rec));
+            writes.insert(0, Write::update(&record, status, &rec).leased_until(lease));
             if self.records.apply(tenant, writes).await? {
                 return Ok(rec);
             }
@@ -667,7 +664,7 @@ impl Snapshots {
                 "job_id": job.id, "datasource_id": datasource.id,
             });
             let writes = vec![
-                Write::update(&job_record, status_name(JobStatus::Succeeded), &jr),
+                Write::update(&job_record, status_name(JobStatus::Succeeded), &jr).leased_until(0),
                 Write::update(&ds_record, "", &d),
                 Write::insert(VERSION, &version_id(&job.dataset_id, version), &job.dataset_id, "available", &v),
                 Write::event("pulse.extraction.completed.v1", &job.id, payload.clone()),

@@ -305,12 +305,24 @@ pub fn predict(
     cols: usize,
 ) -> Result<Vec<f32>, TrainerError> {
     let device = Device::flex();
-    let net = Net::from_weights(w, &device);
+    predict_with(&Net::from_weights(w, &device), &device, act, head, x, rows, cols)
+}
+
+/// As [`predict`], with a network built once (serving scores many batches).
+pub fn predict_with(
+    net: &Net,
+    device: &Device,
+    act: Activation,
+    head: Head,
+    x: &[f32],
+    rows: usize,
+    cols: usize,
+) -> Result<Vec<f32>, TrainerError> {
     let mut out = Vec::with_capacity(rows * head.outputs().max(2));
     for start in (0..rows).step_by(4096) {
         let end = (start + 4096).min(rows);
         let xt =
-            Tensor::<2>::from_data(TensorData::new(x[start * cols..end * cols].to_vec(), [end - start, cols]), &device);
+            Tensor::<2>::from_data(TensorData::new(x[start * cols..end * cols].to_vec(), [end - start, cols]), device);
         let z = net.forward(xt, act, None);
         match head {
             Head::Binary => {

@@ -114,7 +114,11 @@ impl ModelArtifact {
         let p = self.pipeline.clone().unwrap_or_default();
         let w = self.weights.clone().unwrap_or_default();
         let out = algo::predict(&w, self.activation(), self.head(), x, rows, p.width())?;
-        Ok(match self.head() {
+        Ok(self.outputs(&p, out))
+    }
+
+    fn outputs(&self, p: &FeaturePipeline, out: Vec<f32>) -> Predictions {
+        match self.head() {
             Head::Regression => {
                 Predictions::Values(out.iter().map(|v| f64::from(*v) * p.target_std + p.target_mean).collect())
             }
@@ -122,6 +126,42 @@ impl ModelArtifact {
                 classes: p.classes.clone(),
                 probabilities: out.iter().map(|v| f64::from(*v)).collect(),
             },
-        })
+        }
+    }
+}
+
+/// A model ready to serve: the artifact with its network built once, so a
+/// prediction costs the transform and one forward pass.
+#[derive(Debug)]
+pub struct Scorer {
+    artifact: ModelArtifact,
+    pipeline: FeaturePipeline,
+    net: algo::Net,
+    device: burn::tensor::Device,
+}
+
+impl Scorer {
+    pub fn new(artifact: ModelArtifact) -> Self {
+        let device = burn::tensor::Device::flex();
+        let net = algo::Net::from_weights(&artifact.weights.clone().unwrap_or_default(), &device);
+        let pipeline = artifact.pipeline.clone().unwrap_or_default();
+        Self { artifact, pipeline, net, device }
+    }
+
+    pub fn artifact(&self) -> &ModelArtifact {
+        &self.artifact
+    }
+
+    pub fn pipeline(&self) -> &FeaturePipeline {
+        &self.pipeline
+    }
+
+    /// Transforms and scores rows (the contract's feature columns).
+    pub fn score(&self, batches: &[RecordBatch]) -> Result<Predictions, TrainerError> {
+        let (x, rows) = pipeline::transform(&self.pipeline, batches)?;
+        let a = &self.artifact;
+        let out =
+            algo::predict_with(&self.net, &self.device, a.activation(), a.head(), &x, rows, self.pipeline.width())?;
+        Ok(a.outputs(&self.pipeline, out))
     }
 }

@@ -31,6 +31,10 @@ const CHUNK_BYTES: usize = 1 << 20;
 /// Largest data message a save accepts.
 const MAX_MESSAGE_BYTES: usize = 4 << 20;
 
+/// Records `key_<sha256 of an idempotency key>` → the checkpoint its first
+/// save made.
+const CHECKPOINT_KEY: &str = "checkpoint_key";
+
 /// The trainer's domain metrics.
 #[derive(Debug, Clone)]
 pub struct TrainerMetrics {
@@ -248,7 +252,16 @@ impl Trainer {
     /// Saves a streamed checkpoint: the header, then data. Parts are stored as
     /// they fill; the checkpoint becomes visible only after the last one, and
     /// only when the size and SHA-256 (if given) match.
-    pub async fn save_checkpoint<S>(&self, tenant: &str, mut input: S) -> Result<pb::Checkpoint, TrainerError>
+    ///
+    /// With an idempotency key, a retry of a save that completed returns the
+    /// first checkpoint and stores nothing; the same key with other bytes or
+    /// another owner is refused.
+    pub async fn save_checkpoint<S>(
+        &self,
+        tenant: &str,
+        idempotency_key: Option<&str>,
+        mut input: S,
+    ) -> Result<pb::Checkpoint, TrainerError>
     where
         S: Stream<Item = Result<pb::SaveCheckpointRequest, TrainerError>> + Unpin,
     {
@@ -258,6 +271,12 @@ impl Trainer {
             Some(Err(e)) => return Err(e),
             _ => return Err(TrainerError::invalid("header", "the first message must be the checkpoint header")),
         };
+        let key_id = idempotency_key.map(|k| format!("key_{}", hex::encode(Sha256::digest(k.as_bytes()))));
+        if let (Some(key), Some(key_id)) = (idempotency_key, &key_id)
+            && let Some(first) = self.records.get(tenant, CHECKPOINT_KEY, key_id).await?
+        {
+            return replay_checkpoint(key, first.decode()?, &header, input).await;
+        }
         let (worker_id, job_id) = match &header.owner {
             Some(pb::checkpoint_header::Owner::WorkerId(w)) => {
                 let (_, worker) = self.worker_record(tenant, w).await?;
@@ -366,7 +385,7 @@ impl Trainer {
             created_at: Some(to_proto(now_millis())),
         };
         let body = CheckpointRecord { checkpoint: Some(ckpt.clone()), keys, part_sha256: part_sums };
-        let writes = vec![
+        let mut writes = vec![
             Write::insert(CHECKPOINT, &id, &parent, "", &body),
             Write::event(
                 "pulse.checkpoint.saved.v1",
@@ -374,7 +393,20 @@ impl Trainer {
                 serde_json::json!({"checkpoint_id": id, "owner": parent, "sequence": sequence, "bytes": size}),
             ),
         ];
-        self.records.apply(tenant, writes).await?;
+        if let Some(key_id) = &key_id {
+            writes.push(Write::insert(CHECKPOINT_KEY, key_id, &parent, "", &ckpt));
+        }
+        if !self.records.apply(tenant, writes).await? {
+            // A concurrent save with the same key committed first; its
+            // answer stands (this save's parts stay unreferenced).
+            if let (Some(key), Some(key_id)) = (idempotency_key, &key_id)
+                && let Some(first) = self.records.get(tenant, CHECKPOINT_KEY, key_id).await?
+            {
+                let first: pb::Checkpoint = first.decode()?;
+                return same_checkpoint(key, first, &parent, ckpt.size_bytes, &ckpt.sha256);
+            }
+            return Err(TrainerError::Precondition(format!("checkpoint '{id}' could not be committed; save it again")));
+        }
         self.metrics.checkpoints_saved.inc();
         self.metrics.checkpoint_bytes.inc_by(size);
         self.metrics.checkpoint_save_seconds.observe(started.elapsed().as_secs_f64());
@@ -498,4 +530,54 @@ where
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// A retried save: the answer is the first checkpoint if the retry carries
+/// the same bytes for the same owner. With the header's SHA-256 that is known
+/// at once; without it the stream is read (and hashed, not stored).
+async fn replay_checkpoint<S>(
+    key: &str,
+    first: pb::Checkpoint,
+    header: &pb::CheckpointHeader,
+    mut input: S,
+) -> Result<pb::Checkpoint, TrainerError>
+where
+    S: Stream<Item = Result<pb::SaveCheckpointRequest, TrainerError>> + Unpin,
+{
+    let owner = match &header.owner {
+        Some(pb::checkpoint_header::Owner::WorkerId(w)) => w.clone(),
+        Some(pb::checkpoint_header::Owner::TrainingJobId(j)) => j.clone(),
+        None => return Err(TrainerError::invalid("header.owner", "is required: worker_id or training_job_id")),
+    };
+    if !header.sha256.is_empty() {
+        let size = header.size_bytes.unwrap_or(first.size_bytes);
+        return same_checkpoint(key, first, &owner, size, &header.sha256.to_ascii_lowercase());
+    }
+    let mut whole = Sha256::new();
+    let mut size = 0u64;
+    while let Some(msg) = input.next().await {
+        if let Some(pb::save_checkpoint_request::Part::Data(d)) = msg?.part {
+            whole.update(&d);
+            size += d.len() as u64;
+        }
+    }
+    same_checkpoint(key, first, &owner, size, &hex::encode(whole.finalize()))
+}
+
+fn same_checkpoint(
+    key: &str,
+    first: pb::Checkpoint,
+    owner: &str,
+    size: u64,
+    sha: &str,
+) -> Result<pb::Checkpoint, TrainerError> {
+    let first_owner = if first.worker_id.is_empty() { &first.training_job_id } else { &first.worker_id };
+    if first_owner == owner && first.size_bytes == size && first.sha256 == sha {
+        return Ok(first);
+    }
+    Err(TrainerError::Precondition(format!(
+        "idempotency-key '{key}' was already used for a different checkpoint ('{}' of '{first_owner}', {} bytes, \
+         SHA-256 {}); send a new key for a new checkpoint",
+        first.id, first.size_bytes, first.sha256
+    )))
 }

@@ -434,7 +434,7 @@ impl Trainer {
             rec.job = Some(job.clone());
             rec.lease_worker.clear();
             rec.lease_until_ms = 0;
-            if self.records.apply(tenant, vec![Write::update(&record, status_name(JobStatus::Queued), &rec)]).await? {
+            if self.records.apply(tenant, vec![Write::update(&record, status_name(JobStatus::Queued), &rec).leased_until(0)]).await? {
                 self.wake.notify_waiters();
                 return Ok(job);
             }
@@ -619,7 +619,7 @@ impl Trainer {
             done.job = Some(job.clone());
             done.lease_worker.clear();
             let mut writes = vec![
-                Write::update(&job_record, status_name(JobStatus::Succeeded), &done),
+                Write::update(&job_record, status_name(JobStatus::Succeeded), &done).leased_until(0),
                 Write::insert(
                     VERSION,
                     &version_id(&model_name, number),

@@ -174,12 +174,13 @@ impl TrainerService for TrainerGrpc {
         req: Request<Streaming<pb::SaveCheckpointRequest>>,
     ) -> Result<Response<pb::Checkpoint>, Status> {
         let tenant = tenant(&req)?;
+        let key = pulse_common::grpc::idempotency::streaming_key(req.metadata())?;
         let input = req.into_inner().map(|m| {
             m.map_err(|s| {
                 TrainerError::Precondition(format!("the checkpoint stream broke: {}; nothing was kept", s.message()))
             })
         });
-        Ok(Response::new(self.trainer.save_checkpoint(&tenant, Box::pin(input)).await.map_err(status)?))
+        Ok(Response::new(self.trainer.save_checkpoint(&tenant, key.as_deref(), Box::pin(input)).await.map_err(status)?))
     }
 
     async fn get_checkpoint(&self, req: Request<pb::GetCheckpointRequest>) -> Result<Response<pb::Checkpoint>, Status> {

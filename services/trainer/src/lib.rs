@@ -28,19 +28,29 @@ pub use grpc::TrainerGrpc;
 
 pub const SCHEMA: &str = "trainer";
 
-pub static MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "records and events",
-    postgres: pulse_common::records::POSTGRES,
-    sqlite: pulse_common::records::SQLITE,
-}];
+pub static MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "records and events",
+        postgres: pulse_common::records::POSTGRES,
+        sqlite: pulse_common::records::SQLITE,
+    },
+    Migration {
+        version: 2,
+        description: "job leases",
+        postgres: pulse_common::records::LEASES_POSTGRES,
+        sqlite: pulse_common::records::LEASES_SQLITE,
+    },
+];
 
-/// Opens the trainer's state and starts its training workers
-/// (`training_workers` of them; 0 serves the API only).
+/// Opens the trainer's state and, with `workers`, starts its training
+/// workers (`training_workers` of them; 0 serves the API only). Inference
+/// opens it without workers to read the registry.
 pub async fn open(
     platform: &Platform,
     snapshots: pulse_snapshot::Snapshots,
     lineage: Option<pulse_lineage::Lineage>,
+    workers: bool,
 ) -> Result<Trainer, PulseError> {
     let db = platform.database.open(SCHEMA, MIGRATIONS).await?;
     let trainer = Trainer::new(
@@ -51,7 +61,9 @@ pub async fn open(
         Duration::from_secs(platform.config.job_lease_seconds.max(1)),
         checkpoints::TrainerMetrics::new(&platform.metrics.registry),
     );
-    trainer.spawn_workers(platform.config.training_workers);
+    if workers {
+        trainer.spawn_workers(platform.config.training_workers);
+    }
     Ok(trainer)
 }
 

@@ -94,13 +94,13 @@ impl Trainer {
     async fn claim_next(&self) -> Result<Option<(String, String)>, TrainerError> {
         let statuses =
             [status_name(JobStatus::Queued), status_name(JobStatus::Running), status_name(JobStatus::Canceling)];
-        for record in self.records.by_status(JOB, &statuses, 50).await? {
+        // A free lease: queued, or running (or canceling) with its worker
+        // silent past the lease.
+        let until = now_ms() + self.lease.as_millis() as i64;
+        while let Some(record) = self.records.claim(JOB, &statuses, until).await? {
             let mut rec: JobRecord = record.decode()?;
             let mut job = rec.job.clone().unwrap_or_default();
             let status = job_status(&job);
-            if status != JobStatus::Queued && rec.lease_until_ms >= now_ms() {
-                continue;
-            }
             if status == JobStatus::Canceling {
                 // Its worker died while canceling: finish the cancel here.
                 job.status = JobStatus::Canceled as i32;
@@ -108,7 +108,7 @@ impl Trainer {
                 timeline(&mut job, JobStatus::Canceled, "canceled");
                 rec.job = Some(job.clone());
                 let writes = vec![
-                    Write::update(&record, status_name(JobStatus::Canceled), &rec),
+                    Write::update(&record, status_name(JobStatus::Canceled), &rec).leased_until(0),
                     Write::event("pulse.training.canceled.v1", &job.id, serde_json::json!({"job_id": job.id})),
                 ];
                 self.records.apply(&record.tenant, writes).await?;
@@ -116,7 +116,7 @@ impl Trainer {
             }
             let resumed = status == JobStatus::Running;
             rec.lease_worker = self.worker_id.clone();
-            rec.lease_until_ms = now_ms() + self.lease.as_millis() as i64;
+            rec.lease_until_ms = until;
             job.status = JobStatus::Running as i32;
             job.attempts += 1;
             job.worker_id = self.worker_id.clone();
@@ -129,7 +129,7 @@ impl Trainer {
                 if resumed { "resumed by a new worker after the previous one stopped" } else { "started" },
             );
             rec.job = Some(job.clone());
-            let mut writes = vec![Write::update(&record, status_name(JobStatus::Running), &rec)];
+            let mut writes = vec![Write::update(&record, status_name(JobStatus::Running), &rec).leased_until(until)];
             if job.attempts == 1 {
                 writes.push(Write::event(
                     "pulse.training.started.v1",
@@ -168,9 +168,10 @@ impl Trainer {
             }
             rec.lease_until_ms = now_ms() + self.lease.as_millis() as i64;
             let mut writes = change(&mut job);
+            let lease = if is_final(job_status(&job)) { 0 } else { rec.lease_until_ms };
             let status = status_name(job_status(&job));
             rec.job = Some(job);
-            writes.insert(0, Write::update(&record, status, &rec));
+            writes.insert(0, Write::update(&record, status, &rec).leased_until(lease));
             if self.records.apply(tenant, writes).await? {
                 return Ok(rec);
             }
@@ -625,7 +626,9 @@ impl Trainer {
 
     // ------------------------------------------------------------ evaluation
 
-    async fn load_artifact(&self, tenant: &str, v: &pb::ModelVersion) -> Result<ModelArtifact, TrainerError> {
+    /// A version's artifact, verified against its SHA-256 (inference loads
+    /// models through this).
+    pub async fn load_artifact(&self, tenant: &str, v: &pb::ModelVersion) -> Result<ModelArtifact, TrainerError> {
         let bytes = self.tenant_objects(tenant)?.get(&v.artifact_key).await?;
         if artifact::sha256_hex(&bytes) != v.artifact_sha256 {
             return Err(TrainerError::DataLoss(format!(

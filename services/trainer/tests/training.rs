@@ -24,7 +24,7 @@ async fn sandbox(roots: Vec<std::path::PathBuf>) -> Sandbox {
             let datasources = pulse_datasource::open(&platform).await.unwrap();
             let lineage = pulse_lineage::open(&platform).await.unwrap();
             let snapshots = pulse_snapshot::open(&platform, datasources.clone(), Some(lineage.clone())).await.unwrap();
-            let trainer = pulse_trainer::open(&platform, snapshots.clone(), Some(lineage.clone())).await.unwrap();
+            let trainer = pulse_trainer::open(&platform, snapshots.clone(), Some(lineage.clone()), true).await.unwrap();
             vec![
                 pulse_datasource::hosted(datasources, &platform),
                 pulse_snapshot::hosted(snapshots, &platform),
@@ -555,13 +555,37 @@ async fn external_workers_heartbeat_and_checkpoint_in_parts() {
     assert!(tail == data[9 << 20..]);
 
     // A wrong SHA-256 keeps nothing.
-    let e = code(client.save_checkpoint(header(&"0".repeat(64)), feed(pieces), None).await.unwrap_err());
+    let e = code(client.save_checkpoint(header(&"0".repeat(64)), feed(pieces.clone()), None).await.unwrap_err());
     assert_eq!(e.0, Code::DataLoss, "{}", e.1);
-    let listed = client
-        .list_checkpoints(tr::ListCheckpointsRequest { worker_id: "loop-1".into(), ..Default::default() })
-        .await
-        .unwrap();
-    assert_eq!(listed.checkpoints.len(), 1);
+    let listed = |client: Client| async move {
+        client
+            .list_checkpoints(tr::ListCheckpointsRequest { worker_id: "loop-1".into(), ..Default::default() })
+            .await
+            .unwrap()
+            .checkpoints
+    };
+    assert_eq!(listed(client.clone()).await.len(), 1);
+
+    // An idempotency key: the retry (with or without the header's SHA-256)
+    // answers the first checkpoint and stores nothing; other bytes under the
+    // same key are refused.
+    let key = || Some("ckpt-key-1".to_string());
+    let plain = || tr::CheckpointHeader {
+        owner: Some(tr::checkpoint_header::Owner::WorkerId("loop-1".into())),
+        ..Default::default()
+    };
+    let keyed = client.save_checkpoint(plain(), feed(pieces[..2].to_vec()), key()).await.unwrap();
+    assert_eq!(keyed.sequence, 2);
+    let retry = client.save_checkpoint(plain(), feed(pieces[..2].to_vec()), key()).await.unwrap();
+    assert_eq!(retry, keyed);
+    let two_mib_sha = pulse_trainer::artifact::sha256_hex(&data[..2 << 20]);
+    let mut with_sha = header(&two_mib_sha);
+    with_sha.size_bytes = Some(2 << 20);
+    assert_eq!(client.save_checkpoint(with_sha, feed(pieces[..2].to_vec()), key()).await.unwrap(), keyed);
+    let e = code(client.save_checkpoint(plain(), feed(pieces[..1].to_vec()), key()).await.unwrap_err());
+    assert_eq!(e.0, Code::FailedPrecondition);
+    assert!(e.1.contains("ckpt-key-1") && e.1.contains("new key"), "{}", e.1);
+    assert_eq!(listed(client.clone()).await.len(), 2, "retries stored nothing");
     // Another tenant sees neither the worker nor the checkpoint.
     assert_eq!(code(other.get_checkpoint(&ckpt.id).await.unwrap_err()).0, Code::NotFound);
     assert_eq!(
@@ -584,5 +608,5 @@ async fn external_workers_heartbeat_and_checkpoint_in_parts() {
     assert!(e.1.contains("lost"), "{}", e.1);
     let again = client.register_worker(register("loop-1")).await.unwrap();
     assert_eq!(again.state, tr::WorkerState::Active as i32);
-    assert!(sb.metrics().await.contains("pulse_checkpoints_saved_total 1"));
+    assert!(sb.metrics().await.contains("pulse_checkpoints_saved_total 2"));
 }

@@ -67,6 +67,16 @@ fn check_key(key: &HeaderValue) -> Result<String, Status> {
     Ok(key.to_string())
 }
 
+/// The `idempotency-key` of a streaming call, which this layer does not
+/// handle (it would have to hold the whole stream): services that honour keys
+/// on a stream read them here and keep their own record of the answer.
+pub fn streaming_key(metadata: &pulse_proto::tonic::metadata::MetadataMap) -> Result<Option<String>, Status> {
+    let Some(raw) = metadata.get(HEADER) else { return Ok(None) };
+    let value = HeaderValue::from_bytes(raw.as_bytes())
+        .map_err(|_| Status::invalid_argument("idempotency-key: must be printable ASCII"))?;
+    check_key(&value).map(Some)
+}
+
 /// A unary gRPC response rebuilt from its body bytes, with OK trailers.
 fn replayed(headers: HeaderMap, body: Bytes, replay: bool) -> Response<Body> {
     let mut trailers = HeaderMap::new();

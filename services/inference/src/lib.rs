@@ -1,0 +1,52 @@
+//! The Pulse inference service: serves each model's production version
+//! (with canary, shadow and fallback versions) through a micro-batcher, a
+//! cache and a circuit breaker; logs every prediction asynchronously; joins
+//! ground-truth feedback.
+
+pub mod batcher;
+pub mod breaker;
+pub mod domain;
+pub mod error;
+mod grpc;
+pub mod log;
+pub mod metrics;
+pub mod serving;
+pub mod validate;
+
+use pulse_common::PulseError;
+use pulse_common::host::{Hosted, Platform};
+use pulse_common::records::record_store;
+use pulse_common::store::Migration;
+use pulse_proto::inference::v1::inference_service_server::InferenceServiceServer;
+
+pub use domain::{Inference, ServingConfig};
+pub use error::InferenceError;
+pub use grpc::InferenceGrpc;
+
+pub const SCHEMA: &str = "inference";
+
+pub static MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "records and events",
+    postgres: pulse_common::records::POSTGRES,
+    sqlite: pulse_common::records::SQLITE,
+}];
+
+/// Opens the inference state; models load on first use.
+pub async fn open(platform: &Platform, trainer: pulse_trainer::Trainer) -> Result<Inference, PulseError> {
+    let db = platform.database.open(SCHEMA, MIGRATIONS).await?;
+    Ok(Inference::new(
+        trainer,
+        record_store(&db),
+        ServingConfig::from_config(&platform.config),
+        metrics::InferenceMetrics::new(&platform.metrics.registry),
+    ))
+}
+
+pub fn hosted(inference: Inference, platform: &Platform) -> Hosted {
+    Hosted::new(
+        InferenceServiceServer::new(InferenceGrpc::new(inference))
+            .max_decoding_message_size(platform.config.max_message_bytes)
+            .max_encoding_message_size(platform.config.max_message_bytes),
+    )
+}

@@ -1,0 +1,354 @@
+//! Serving end to end on a real server: a CSV snapshot, a trained and
+//! promoted model, then predictions (single, batch, stream), the cache,
+//! micro-batching, bad input, feedback, a promotion under load with no
+//! failed request, a canary and a shadow — all through the client.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use pulse_client::testing::{snapshot_csv, wait_training};
+use pulse_client::{Client, ClientError};
+use pulse_common::testing::Sandbox;
+use pulse_proto::common::v1::{DatasetVersionRef, JobStatus, ModelVersionRef};
+use pulse_proto::inference::v1::{self as inf, feature_value::Kind};
+use pulse_proto::tonic::Code;
+use pulse_proto::trainer::v1 as tr;
+
+async fn sandbox() -> Sandbox {
+    Sandbox::start(
+        false,
+        |c| {
+            c.file_roots = vec![std::env::temp_dir()];
+            c.inference_max_batch_rows = 100;
+            c.inference_max_batch_wait_us = 2000;
+            c.model_poll_ms = 200;
+        },
+        async |platform| {
+            let datasources = pulse_datasource::open(&platform).await.unwrap();
+            let lineage = pulse_lineage::open(&platform).await.unwrap();
+            let snapshots = pulse_snapshot::open(&platform, datasources.clone(), Some(lineage.clone())).await.unwrap();
+            let trainer = pulse_trainer::open(&platform, snapshots.clone(), Some(lineage.clone()), true).await.unwrap();
+            let inference = pulse_inference::open(&platform, trainer.clone()).await.unwrap();
+            vec![
+                pulse_datasource::hosted(datasources, &platform),
+                pulse_snapshot::hosted(snapshots, &platform),
+                pulse_trainer::hosted(trainer, &platform),
+                pulse_lineage::hosted_with(lineage, &platform),
+                pulse_inference::hosted(inference, &platform),
+            ]
+        },
+    )
+    .await
+}
+
+const CONTRACT: &str = "
+model: churn
+task: binary_classification
+target: {name: churned, type: bool}
+features:
+  - {name: tenure, type: int, min: 0, max: 600}
+  - {name: spend, type: float, nullable: true, impute: median}
+  - {name: plan, type: category, categories: [basic, pro]}
+";
+
+fn write_csv(path: &std::path::Path, rows: usize) {
+    let mut s = 7u64;
+    let mut next = || {
+        s = s.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (s >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut text = String::from("tenure,spend,plan,churned\n");
+    for _ in 0..rows {
+        let tenure = (next() * 60.0) as i64;
+        let spend = 20.0 + next() * 80.0;
+        let plan = if next() < 0.5 { "basic" } else { "pro" };
+        let z = 2.0 - 0.08 * tenure as f64 + 0.02 * (spend - 60.0) + if plan == "basic" { 0.8 } else { -0.4 };
+        let churned = next() < 1.0 / (1.0 + (-z).exp());
+        text.push_str(&format!("{tenure},{spend:.2},{plan},{churned}\n"));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+fn row(tenure: i64, spend: Option<f64>, plan: &str) -> inf::Row {
+    let v = |k: Kind| inf::FeatureValue { kind: Some(k) };
+    inf::Row {
+        features: BTreeMap::from([
+            ("tenure".to_string(), v(Kind::IntValue(tenure))),
+            ("spend".to_string(), inf::FeatureValue { kind: spend.map(Kind::FloatValue) }),
+            ("plan".to_string(), v(Kind::CategoryValue(plan.into()))),
+        ]),
+    }
+}
+
+fn predict(model: &str, r: inf::Row) -> inf::PredictRequest {
+    inf::PredictRequest { model: model.into(), row: Some(r), ..Default::default() }
+}
+
+fn code(e: ClientError) -> (Code, String) {
+    match e {
+        ClientError::Status { code, message } => (code, message),
+        other => panic!("expected a status, got {other:?}"),
+    }
+}
+
+async fn train(client: &Client, data: &DatasetVersionRef, seed: u64, epochs: f64) -> u64 {
+    let num = |n: f64| prost_types::Value { kind: Some(prost_types::value::Kind::NumberValue(n)) };
+    let job = client
+        .start_training(
+            tr::StartTrainingRequest {
+                dataset: Some(data.clone()),
+                model: "churn".into(),
+                algorithm: tr::Algorithm::LogisticRegression as i32,
+                params: Some(prost_types::Struct {
+                    fields: [("epochs".to_string(), num(epochs)), ("learning_rate".to_string(), num(0.05))].into(),
+                }),
+                seed: Some(seed),
+                ..Default::default()
+            },
+            "",
+        )
+        .await
+        .unwrap();
+    let job = wait_training(client, &job.id).await;
+    assert_eq!(job.status, JobStatus::Succeeded as i32, "{job:?}");
+    job.model_version.unwrap().version
+}
+
+async fn promote(client: &Client, version: u64) {
+    client
+        .promote_model(tr::PromoteModelRequest {
+            model_version: Some(ModelVersionRef { model: "churn".into(), version }),
+            stage: tr::ModelStage::Production as i32,
+            force: true,
+            reason: "test".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn predict_feedback_swap_canary_and_shadow() {
+    let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
+    write_csv(&dir.path().join("churn.csv"), 600);
+    let sb = sandbox().await;
+    let client = Client::connect(&sb.endpoint, Some(&sb.tenant_a.1)).await.unwrap();
+    let other = Client::connect(&sb.endpoint, Some(&sb.tenant_b.1)).await.unwrap();
+    let data = snapshot_csv(&client, dir.path(), "churn.csv", "churn").await;
+    client.register_contract(CONTRACT).await.unwrap();
+
+    // Unknown model, then a model with no production version.
+    assert_eq!(code(client.predict(predict("nope", row(3, Some(50.0), "pro"))).await.unwrap_err()).0, Code::NotFound);
+    let v1 = train(&client, &data, 1, 6.0).await;
+    let e = code(client.predict(predict("churn", row(3, Some(50.0), "pro"))).await.unwrap_err());
+    assert_eq!(e.0, Code::FailedPrecondition, "{}", e.1);
+    assert!(e.1.contains("no production version"), "{}", e.1);
+    promote(&client, v1).await;
+
+    // One row: a label, probabilities summing to 1, the version that answered.
+    let p = client.predict(predict("churn", row(3, Some(90.0), "basic"))).await.unwrap();
+    assert_eq!(p.model_version.as_ref().unwrap().version, v1);
+    assert_eq!(p.role, inf::ServingRole::Primary as i32);
+    assert!(p.id.starts_with("prd_") && !p.cache_hit);
+    assert!((p.probabilities.values().sum::<f64>() - 1.0).abs() < 1e-6, "{:?}", p.probabilities);
+    assert_eq!(p.label, "true", "a new customer on the basic plan churns: {:?}", p.probabilities);
+    let loyal = client.predict(predict("churn", row(59, Some(20.0), "pro"))).await.unwrap();
+    assert_eq!(loyal.label, "false", "{:?}", loyal.probabilities);
+    // The same input again is a cache hit with the same answer; bypass skips it.
+    let again = client.predict(predict("churn", row(3, Some(90.0), "basic"))).await.unwrap();
+    assert!(again.cache_hit && again.probabilities == p.probabilities && again.id != p.id);
+    let mut bypass = predict("churn", row(3, Some(90.0), "basic"));
+    bypass.bypass_cache = true;
+    assert!(!client.predict(bypass).await.unwrap().cache_hit);
+    // A null spend is imputed (the feature is nullable).
+    client.predict(predict("churn", row(10, None, "pro"))).await.unwrap();
+
+    // Bad input: every problem listed.
+    let mut bad = row(-3, Some(50.0), "gold");
+    bad.features.remove("spend");
+    bad.features.insert("colour".into(), inf::FeatureValue { kind: Some(Kind::BoolValue(true)) });
+    let e = code(client.predict(predict("churn", bad)).await.unwrap_err());
+    assert_eq!(e.0, Code::InvalidArgument);
+    for part in ["tenure: -3 is below min 0", "spend: is missing", "plan: 'gold' is not one of", "colour: is not a feature"] {
+        assert!(e.1.contains(part), "{part} in {}", e.1);
+    }
+    let mut wrong_type = row(3, Some(50.0), "pro");
+    wrong_type.features.insert("tenure".into(), inf::FeatureValue { kind: Some(Kind::CategoryValue("3".into())) });
+    let e = code(client.predict(predict("churn", wrong_type)).await.unwrap_err());
+    assert!(e.0 == Code::InvalidArgument && e.1.contains("tenure: is a string, the contract says an int"), "{}", e.1);
+    // Another tenant does not see the model.
+    assert_eq!(code(other.predict(predict("churn", row(3, Some(50.0), "pro"))).await.unwrap_err()).0, Code::NotFound);
+
+    // A batch: in order, the same answers as single predictions; over the
+    // limit is refused naming it.
+    let rows: Vec<inf::Row> = (0..50).map(|i| row(i, Some(20.0 + i as f64), if i % 2 == 0 { "basic" } else { "pro" })).collect();
+    let batch = client
+        .predict_batch(inf::PredictBatchRequest {
+            model: "churn".into(),
+            input: Some(inf::predict_batch_request::Input::Rows(inf::Rows { rows: rows.clone() })),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(batch.predictions.len(), 50);
+    for i in [0usize, 17, 49] {
+        let mut single = predict("churn", rows[i].clone());
+        single.bypass_cache = true;
+        let one = client.predict(single).await.unwrap();
+        for (class, p) in &one.probabilities {
+            assert!((batch.predictions[i].probabilities[class] - p).abs() < 1e-6, "row {i}");
+        }
+    }
+    let too_many = inf::PredictBatchRequest {
+        model: "churn".into(),
+        input: Some(inf::predict_batch_request::Input::Rows(inf::Rows { rows: vec![row(1, None, "pro"); 101] })),
+        ..Default::default()
+    };
+    let e = code(client.predict_batch(too_many).await.unwrap_err());
+    assert!(e.0 == Code::InvalidArgument && e.1.contains("limit of 100"), "{}", e.1);
+
+    // Concurrent single predictions are coalesced into fewer model calls.
+    let before = sb.metrics().await;
+    let calls = |page: &str| -> f64 {
+        page.lines()
+            .find(|l| l.starts_with("pulse_inference_batch_size_count{model=\"churn\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut r = predict("churn", row(i % 60, Some(30.0 + (i % 50) as f64), "pro"));
+                r.bypass_cache = true;
+                client.predict(r).await.unwrap()
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let model_calls = calls(&sb.metrics().await) - calls(&before);
+    assert!(model_calls < 200.0, "200 concurrent predictions took {model_calls} model calls");
+
+    // Feedback: joined, idempotent, conflicting truth refused, unknown NOT_FOUND.
+    let fb = |id: &str, label: &str, replace: bool| inf::RecordFeedbackRequest {
+        prediction_id: id.into(),
+        truth: Some(inf::record_feedback_request::Truth::Label(label.into())),
+        replace,
+        ..Default::default()
+    };
+    let f = client.record_feedback(fb(&p.id, "true", false)).await.unwrap();
+    assert_eq!(f.correct, Some(true));
+    assert_eq!(client.record_feedback(fb(&p.id, "true", false)).await.unwrap().id, f.id);
+    assert_eq!(code(client.record_feedback(fb(&p.id, "false", false)).await.unwrap_err()).0, Code::AlreadyExists);
+    assert_eq!(client.record_feedback(fb(&p.id, "false", true)).await.unwrap().correct, Some(false));
+    assert_eq!(code(client.record_feedback(fb("prd_unknown", "true", false)).await.unwrap_err()).0, Code::NotFound);
+    assert_eq!(code(client.record_feedback(fb(&p.id, "maybe", false)).await.unwrap_err()).0, Code::InvalidArgument);
+    assert_eq!(code(other.get_prediction(&p.id).await.unwrap_err()).0, Code::NotFound);
+    let logged = client.get_prediction(&p.id).await.unwrap();
+    assert_eq!(logged.features.len(), 3);
+    assert_eq!(logged.input_sha256.len(), 64);
+    assert!(logged.feedback.is_some());
+
+    // A promotion under load: no request fails, and the new version takes over.
+    let v2 = train(&client, &data, 2, 3.0).await;
+    let failures = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..8)
+        .map(|i| {
+            let (client, failures, seen, stop) = (client.clone(), failures.clone(), seen.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut n = 0i64;
+                while !stop.load(Ordering::SeqCst) {
+                    n += 1;
+                    match client.predict(predict("churn", row((n + i) % 60, Some(40.0), "basic"))).await {
+                        Ok(p) => {
+                            seen.lock().unwrap().insert(p.model_version.unwrap().version);
+                        }
+                        Err(e) => {
+                            eprintln!("failed during the swap: {e:?}");
+                            failures.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    promote(&client, v2).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !seen.lock().unwrap().contains(&v2) {
+        assert!(Instant::now() < deadline, "version {v2} never served");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::SeqCst);
+    for l in load {
+        l.await.unwrap();
+    }
+    assert_eq!(failures.load(Ordering::SeqCst), 0, "requests failed during the swap");
+    assert!(seen.lock().unwrap().contains(&v1), "the load ran before the swap too");
+
+    // A 10% canary, by routing key; and a shadow, logged but never returned.
+    let v3 = train(&client, &data, 3, 2.0).await;
+    let bad_share = inf::TrafficPolicy { model: "churn".into(), canary_version: v3, canary_share: 1.5, ..Default::default() };
+    assert_eq!(code(client.set_traffic_policy(bad_share).await.unwrap_err()).0, Code::InvalidArgument);
+    let prod = inf::TrafficPolicy { model: "churn".into(), canary_version: v2, canary_share: 0.1, ..Default::default() };
+    assert_eq!(code(client.set_traffic_policy(prod).await.unwrap_err()).0, Code::FailedPrecondition);
+    client
+        .set_traffic_policy(inf::TrafficPolicy {
+            model: "churn".into(),
+            canary_version: v3,
+            canary_share: 0.1,
+            shadow_version: v3,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut canary = 0;
+    let mut last_primary = String::new();
+    for i in 0..400 {
+        let mut r = predict("churn", row(i % 60, Some(50.0), "pro"));
+        r.routing_key = format!("user-{i}");
+        r.bypass_cache = true;
+        let p = client.predict(r).await.unwrap();
+        if p.role == inf::ServingRole::Canary as i32 {
+            assert_eq!(p.model_version.unwrap().version, v3);
+            canary += 1;
+        } else {
+            assert_eq!(p.model_version.unwrap().version, v2);
+            last_primary = p.id;
+        }
+    }
+    assert!((12..=80).contains(&canary), "{canary} of 400 went to a 10% canary");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let shadow = loop {
+        if let Some(s) = client.get_prediction(&last_primary).await.unwrap().shadow {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no shadow answer was logged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(shadow.role, inf::ServingRole::Shadow as i32);
+    assert_eq!(shadow.model_version.unwrap().version, v3);
+
+    let status = client.serving_status("churn").await.unwrap();
+    let m = &status.models[0];
+    assert_eq!(m.production_version, v2);
+    assert!(m.cache_hit_ratio > 0.0);
+    assert_eq!(m.breaker.as_ref().unwrap().state, inf::BreakerState::Closed as i32);
+    let page = sb.metrics().await;
+    for metric in ["pulse_predictions_total{", "pulse_prediction_latency_seconds_bucket{", "pulse_inference_cache_requests_total{", "pulse_inference_breaker_state{"] {
+        assert!(page.contains(metric), "{metric} is exported");
+    }
+    let listed = client
+        .list_predictions(inf::ListPredictionsRequest { model: "churn".into(), with_feedback: true, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(listed.predictions.len(), 1);
+    assert_eq!(listed.predictions[0].id, p.id);
+}
