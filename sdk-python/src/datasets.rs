@@ -17,9 +17,11 @@ fn pool() -> Result<&'static DescriptorPool, ClientError> {
     static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
     POOL.get_or_init(|| {
         let mut pool = DescriptorPool::new();
-        for service in
-            ["pulse.snapshot.v1.SnapshotService", "pulse.trainer.v1.TrainerService", "pulse.inference.v1.InferenceService"]
-        {
+        for service in [
+            "pulse.snapshot.v1.SnapshotService",
+            "pulse.trainer.v1.TrainerService",
+            "pulse.inference.v1.InferenceService",
+        ] {
             let set = pulse_client::pulse_proto::service(service)
                 .ok_or_else(|| format!("the {service} contract is missing from this build"))?
                 .descriptor_set;

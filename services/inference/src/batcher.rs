@@ -27,11 +27,7 @@ pub struct BatcherConfig {
 
 impl Default for BatcherConfig {
     fn default() -> Self {
-        Self {
-            max_batch_size: 64,
-            max_wait: Duration::from_millis(1),
-            queue_capacity: 4096,
-        }
+        Self { max_batch_size: 64, max_wait: Duration::from_millis(1), queue_capacity: 4096 }
     }
 }
 
@@ -113,49 +109,29 @@ pub struct Batcher<I, O> {
 
 impl<I, O> Clone for Batcher<I, O> {
     fn clone(&self) -> Self {
-        Self {
-            inner: Arc::clone(&self.inner),
-        }
+        Self { inner: Arc::clone(&self.inner) }
     }
 }
 
 impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// Starts the worker task. Must be called inside a tokio runtime.
-    pub fn spawn(
-        config: BatcherConfig,
-        f: impl BatchFn<I, O>,
-        observer: Arc<dyn BatchObserver>,
-    ) -> Self {
+    pub fn spawn(config: BatcherConfig, f: impl BatchFn<I, O>, observer: Arc<dyn BatchObserver>) -> Self {
         let capacity = config.queue_capacity.max(1); // tokio rejects 0
         let (tx, rx) = mpsc::channel(capacity);
         let (done_tx, done) = watch::channel(());
-        let ctl = Arc::new(Control {
-            closed: AtomicBool::new(false),
-            wake: Notify::new(),
-        });
+        let ctl = Arc::new(Control { closed: AtomicBool::new(false), wake: Notify::new() });
         let worker = Worker {
             rx,
             ctl: Arc::clone(&ctl),
             f: Arc::new(f),
             observer,
             // Either knob at its "off" value means one item per call.
-            max_batch: if config.max_wait.is_zero() {
-                1
-            } else {
-                config.max_batch_size.max(1)
-            },
+            max_batch: if config.max_wait.is_zero() { 1 } else { config.max_batch_size.max(1) },
             max_wait: config.max_wait,
             _done: done_tx,
         };
         tokio::spawn(worker.run());
-        Self {
-            inner: Arc::new(Inner {
-                tx,
-                ctl,
-                done,
-                capacity,
-            }),
-        }
+        Self { inner: Arc::new(Inner { tx, ctl, done, capacity }) }
     }
 
     /// Queues `item` and waits for its result. Never waits for queue space:
@@ -166,17 +142,11 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
             return Err(SubmitError::Closed);
         }
         let (reply, answer) = oneshot::channel();
-        let job = Job {
-            item,
-            reply,
-            enqueued: Instant::now(),
-        };
+        let job = Job { item, reply, enqueued: Instant::now() };
         match self.inner.tx.try_send(job) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
-                return Err(SubmitError::QueueFull {
-                    capacity: self.inner.capacity,
-                });
+                return Err(SubmitError::QueueFull { capacity: self.inner.capacity });
             }
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(SubmitError::Closed),
         }
@@ -307,9 +277,7 @@ where
             self.observer.batch(items.len(), oldest.elapsed());
             self.observer.queue_depth(self.rx.len());
             let f = Arc::clone(&self.f);
-            running = Some(tokio::task::spawn_blocking(move || {
-                run_batch(&*f, items, replies)
-            }));
+            running = Some(tokio::task::spawn_blocking(move || run_batch(&*f, items, replies)));
         }
 
         if let Some(prev) = running {
@@ -361,11 +329,7 @@ mod tests {
     type Batches = Arc<Mutex<Vec<Vec<u64>>>>;
 
     fn cfg(max_batch_size: usize, max_wait_ms: u64, queue_capacity: usize) -> BatcherConfig {
-        BatcherConfig {
-            max_batch_size,
-            max_wait: Duration::from_millis(max_wait_ms),
-            queue_capacity,
-        }
+        BatcherConfig { max_batch_size, max_wait: Duration::from_millis(max_wait_ms), queue_capacity }
     }
 
     /// f = item * 2, recording each batch it was given.
@@ -507,10 +471,7 @@ mod tests {
         let mut extra = Box::pin(b.submit(99));
         let t0 = Instant::now();
         // Ready on the very first poll: submit never waits on a full queue.
-        assert_eq!(
-            poll_once(&mut extra).await,
-            Some(Err(SubmitError::QueueFull { capacity: 4 }))
-        );
+        assert_eq!(poll_once(&mut extra).await, Some(Err(SubmitError::QueueFull { capacity: 4 })));
         assert!(t0.elapsed() < Duration::from_millis(50));
 
         open.store(true, Ordering::SeqCst);

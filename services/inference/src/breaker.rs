@@ -166,10 +166,7 @@ impl Window {
         }
         let s = &mut self.slots[(e % SLOTS as u64) as usize];
         if s.epoch != e {
-            *s = Slot {
-                epoch: e,
-                ..Slot::default()
-            };
+            *s = Slot { epoch: e, ..Slot::default() };
         }
         s.total = s.total.saturating_add(1);
         s.errors = s.errors.saturating_add(u32::from(!ok));
@@ -240,9 +237,7 @@ struct Inner {
 
 impl Inner {
     fn open(&mut self, cfg: &BreakerConfig, now: Instant) {
-        self.phase = Phase::Open {
-            probe_at: now.checked_add(cfg.open_for),
-        };
+        self.phase = Phase::Open { probe_at: now.checked_add(cfg.open_for) };
         self.changed_at = now;
     }
 
@@ -252,11 +247,7 @@ impl Inner {
         if let Phase::Open { probe_at: Some(at) } = self.phase
             && now >= at
         {
-            self.phase = Phase::HalfOpen {
-                in_flight: 0,
-                successes: 0,
-                last_activity: at,
-            };
+            self.phase = Phase::HalfOpen { in_flight: 0, successes: 0, last_activity: at };
             self.changed_at = at;
         }
     }
@@ -328,32 +319,21 @@ impl CircuitBreaker {
             Phase::Open { probe_at } => Admission::Rejected {
                 retry_after: probe_at.map_or(cfg.open_for, |at| at.saturating_duration_since(now)),
             },
-            Phase::HalfOpen {
-                mut in_flight,
-                successes,
-                last_activity,
-            } => {
+            Phase::HalfOpen { mut in_flight, successes, last_activity } => {
                 let limit = self.probes_needed();
                 // A caller that drops a probe without recording it would
                 // otherwise hold its slot forever.
-                if in_flight >= limit
-                    && now.saturating_duration_since(last_activity) >= cfg.open_for
-                {
+                if in_flight >= limit && now.saturating_duration_since(last_activity) >= cfg.open_for {
                     in_flight = 0;
                 }
                 if in_flight < limit {
-                    g.phase = Phase::HalfOpen {
-                        in_flight: in_flight + 1,
-                        successes,
-                        last_activity: now.max(last_activity),
-                    };
+                    g.phase =
+                        Phase::HalfOpen { in_flight: in_flight + 1, successes, last_activity: now.max(last_activity) };
                     Admission::Probe
                 } else {
                     // A healthy probe finishes within `slow_call`, after which
                     // a slot frees up or the breaker has closed.
-                    Admission::Rejected {
-                        retry_after: cfg.slow_call,
-                    }
+                    Admission::Rejected { retry_after: cfg.slow_call }
                 }
             }
         }
@@ -373,11 +353,7 @@ impl CircuitBreaker {
             // No probe outstanding: a straggler from before the breaker
             // opened, which says nothing about recovery.
             Phase::HalfOpen { in_flight: 0, .. } => {}
-            Phase::HalfOpen {
-                in_flight,
-                successes,
-                last_activity,
-            } => {
+            Phase::HalfOpen { in_flight, successes, last_activity } => {
                 let needed = self.probes_needed();
                 // When slowness can trip the breaker, a slow probe must not
                 // close it, or it would flap.
@@ -429,25 +405,16 @@ impl CircuitBreaker {
         g.window.advance(now);
         let t = g.window.totals();
         let (state, reason, probe_at) = match g.phase {
-            Phase::Closed { recovered: false } => {
-                (BreakerState::Closed, "closed since start".to_owned(), None)
-            }
+            Phase::Closed { recovered: false } => (BreakerState::Closed, "closed since start".to_owned(), None),
             Phase::Closed { recovered: true } => (
                 BreakerState::Closed,
-                format!(
-                    "closed after {} successful probes; last opened because: {}",
-                    self.probes_needed(),
-                    g.cause
-                ),
+                format!("closed after {} successful probes; last opened because: {}", self.probes_needed(), g.cause),
                 None,
             ),
             Phase::Open { probe_at } => (BreakerState::Open, g.cause.clone(), probe_at),
             Phase::HalfOpen { .. } => (
                 BreakerState::HalfOpen,
-                format!(
-                    "probing after {:?} open; opened because: {}",
-                    cfg.open_for, g.cause
-                ),
+                format!("probing after {:?} open; opened because: {}", cfg.open_for, g.cause),
                 None,
             ),
         };
@@ -456,11 +423,7 @@ impl CircuitBreaker {
             reason,
             changed_at: g.changed_at,
             probe_at,
-            error_rate: if t.total == 0 {
-                0.0
-            } else {
-                f64::from(t.errors) / f64::from(t.total)
-            },
+            error_rate: if t.total == 0 { 0.0 } else { f64::from(t.errors) / f64::from(t.total) },
             p99: g.window.p99(),
             requests_in_window: t.total,
         }
@@ -553,19 +516,9 @@ mod tests {
     #[test]
     fn rejects_while_open_with_retry_after() {
         let (b, _, opened_at) = opened();
-        assert_eq!(
-            b.admit(opened_at),
-            Admission::Rejected {
-                retry_after: Duration::from_secs(5)
-            }
-        );
+        assert_eq!(b.admit(opened_at), Admission::Rejected { retry_after: Duration::from_secs(5) });
         let later = opened_at + Duration::from_millis(3_200);
-        assert_eq!(
-            b.admit(later),
-            Admission::Rejected {
-                retry_after: Duration::from_millis(1_800)
-            }
-        );
+        assert_eq!(b.admit(later), Admission::Rejected { retry_after: Duration::from_millis(1_800) });
         assert_eq!(b.state(later), BreakerState::Open);
     }
 
@@ -577,12 +530,7 @@ mod tests {
         assert_eq!(b.state(probe_at), BreakerState::HalfOpen);
         assert_eq!(b.admit(probe_at), Admission::Probe);
         assert_eq!(b.admit(probe_at), Admission::Probe);
-        assert_eq!(
-            b.admit(probe_at),
-            Admission::Rejected {
-                retry_after: Duration::from_millis(50)
-            }
-        );
+        assert_eq!(b.admit(probe_at), Admission::Rejected { retry_after: Duration::from_millis(50) });
         let s = b.snapshot(probe_at);
         assert_eq!(s.state, BreakerState::HalfOpen);
         assert_eq!(s.changed_at, probe_at);
@@ -606,12 +554,7 @@ mod tests {
         assert_eq!(s.state, BreakerState::Open);
         assert_eq!(s.changed_at, fail_at);
         assert!(s.reason.starts_with("probe failed"), "{}", s.reason);
-        assert_eq!(
-            b.admit(fail_at),
-            Admission::Rejected {
-                retry_after: Duration::from_secs(5)
-            }
-        );
+        assert_eq!(b.admit(fail_at), Admission::Rejected { retry_after: Duration::from_secs(5) });
     }
 
     #[test]
@@ -622,10 +565,7 @@ mod tests {
         b.record(probe_at, SLOW, true);
         let s = b.snapshot(probe_at);
         assert_eq!(s.state, BreakerState::Open);
-        assert_eq!(
-            s.reason,
-            "probe failed: took 100ms, slower than 50ms; reopened for 5s"
-        );
+        assert_eq!(s.reason, "probe failed: took 100ms, slower than 50ms; reopened for 5s");
     }
 
     #[test]
@@ -663,10 +603,7 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(b.admit(probe_at), Admission::Probe);
         }
-        assert!(matches!(
-            b.admit(probe_at + Duration::from_secs(4)),
-            Admission::Rejected { .. }
-        ));
+        assert!(matches!(b.admit(probe_at + Duration::from_secs(4)), Admission::Rejected { .. }));
         assert_eq!(b.admit(probe_at + Duration::from_secs(5)), Admission::Probe);
     }
 
@@ -681,20 +618,14 @@ mod tests {
         b.record(now, SLOW, true);
         let s = b.snapshot(now);
         assert_eq!(s.state, BreakerState::Open);
-        assert_eq!(
-            s.reason,
-            "80% of 20 requests slower than 50ms in the last 10s"
-        );
+        assert_eq!(s.reason, "80% of 20 requests slower than 50ms in the last 10s");
         assert_eq!(s.error_rate, 0.0);
     }
 
     #[test]
     fn slow_rate_one_disables_slow_check() {
         let t0 = Instant::now();
-        let cfg = BreakerConfig {
-            slow_rate: 1.0,
-            ..BreakerConfig::default()
-        };
+        let cfg = BreakerConfig { slow_rate: 1.0, ..BreakerConfig::default() };
         let b = CircuitBreaker::new(cfg, t0);
         record_n(&b, ms(t0, 10), 50, SLOW, true);
         assert_eq!(b.state(ms(t0, 10)), BreakerState::Closed);
@@ -747,19 +678,13 @@ mod tests {
         record_n(&b, now, 10, Duration::from_millis(180), true);
         // True p99 (990th of 1000) is 120ms, in the (100ms, 200ms] bucket.
         let p99 = b.snapshot(now).p99;
-        assert!(
-            p99 > Duration::from_millis(100) && p99 <= Duration::from_millis(200),
-            "{p99:?}"
-        );
+        assert!(p99 > Duration::from_millis(100) && p99 <= Duration::from_millis(200), "{p99:?}");
 
         let b = CircuitBreaker::new(BreakerConfig::default(), t0);
         record_n(&b, now, 995, Duration::from_millis(3), true);
         record_n(&b, now, 5, Duration::from_secs(30), true);
         let p99 = b.snapshot(now).p99;
-        assert!(
-            p99 > Duration::from_millis(2) && p99 <= Duration::from_millis(5),
-            "{p99:?}"
-        );
+        assert!(p99 > Duration::from_millis(2) && p99 <= Duration::from_millis(5), "{p99:?}");
 
         let empty = CircuitBreaker::new(BreakerConfig::default(), t0);
         assert_eq!(empty.snapshot(now).p99, Duration::ZERO);
@@ -775,11 +700,6 @@ mod tests {
         assert_eq!(s.state, BreakerState::Open);
         assert_eq!(s.reason, "queue full: 512 requests waiting");
         assert_eq!(s.changed_at, now);
-        assert_eq!(
-            b.admit(now),
-            Admission::Rejected {
-                retry_after: Duration::from_secs(5)
-            }
-        );
+        assert_eq!(b.admit(now), Admission::Rejected { retry_after: Duration::from_secs(5) });
     }
 }

@@ -101,7 +101,12 @@ fn role_name(r: ServingRole) -> &'static str {
 }
 
 impl Inference {
-    pub fn new(trainer: Trainer, records: Arc<dyn RecordStore>, config: ServingConfig, metrics: InferenceMetrics) -> Self {
+    pub fn new(
+        trainer: Trainer,
+        records: Arc<dyn RecordStore>,
+        config: ServingConfig,
+        metrics: InferenceMetrics,
+    ) -> Self {
         let cache = (config.cache_entries > 0).then(|| quick_cache::sync::Cache::new(config.cache_entries));
         let this = Self {
             inner: Arc::new(Inner {
@@ -319,7 +324,13 @@ impl Inference {
 
     // ------------------------------------------------------------ predicting
 
-    async fn score_one(&self, route: &Route, tenant: &str, row: &ValidRow, bypass: bool) -> Result<(Output, bool), InferenceError> {
+    async fn score_one(
+        &self,
+        route: &Route,
+        tenant: &str,
+        row: &ValidRow,
+        bypass: bool,
+    ) -> Result<(Output, bool), InferenceError> {
         let key = CacheKey {
             tenant: tenant.to_string(),
             model: route.model.model.clone(),
@@ -367,11 +378,7 @@ impl Inference {
     fn record_outcome(&self, s: &ModelServing, route: &Route, latency: Duration, err: Option<&InferenceError>) {
         let outcome = err.map(|e| e.code().as_str()).unwrap_or("OK");
         let version = route.model.version.to_string();
-        self.inner
-            .metrics
-            .predictions
-            .with_label_values(&[&s.model, &version, role_name(route.role), outcome])
-            .inc();
+        self.inner.metrics.predictions.with_label_values(&[&s.model, &version, role_name(route.role), outcome]).inc();
         self.inner.metrics.latency.with_label_values(&[&s.model]).observe(latency.as_secs_f64());
         if matches!(route.role, ServingRole::Primary | ServingRole::Canary) || route.probe {
             s.breaker.record(Instant::now(), latency, err.is_none());
@@ -428,12 +435,14 @@ impl Inference {
             (self.clone(), tenant.to_string(), primary_id.to_string(), s.model.clone());
         tokio::spawn(async move {
             let started = Instant::now();
-            let Ok(shadow_row) = check_rows(&shadow.contract, std::iter::once(&features)).map(|mut v| v.remove(0)) else {
+            let Ok(shadow_row) = check_rows(&shadow.contract, std::iter::once(&features)).map(|mut v| v.remove(0))
+            else {
                 return;
             };
             match shadow.predict(shadow_row.cells.clone()).await {
                 Ok(out) => {
-                    let p = this.prediction(&shadow, ServingRole::Shadow, &out, false, started.elapsed(), &row, features);
+                    let p =
+                        this.prediction(&shadow, ServingRole::Shadow, &out, false, started.elapsed(), &row, features);
                     this.inner.log.append(&tenant, SHADOW, &primary_id, &model, p).await;
                 }
                 Err(e) => tracing::debug!(model = %model, error = %e, "the shadow version failed"),
@@ -527,7 +536,12 @@ impl Inference {
 
     // ------------------------------------------------------------ the log
 
-    async fn logged(&self, tenant: &str, kind: &'static str, id: &str) -> Result<Option<pb::Prediction>, InferenceError> {
+    async fn logged(
+        &self,
+        tenant: &str,
+        kind: &'static str,
+        id: &str,
+    ) -> Result<Option<pb::Prediction>, InferenceError> {
         if let Some(p) = self.inner.log.pending(tenant, kind, id) {
             return Ok(Some(p));
         }
@@ -577,7 +591,9 @@ impl Inference {
                 after = rec.id.clone();
                 let mut p: pb::Prediction = rec.decode()?;
                 let at = p.created_at.as_ref().map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000).unwrap_or(0);
-                if to.is_some_and(|to| at >= to) || (r.version != 0 && p.model_version.as_ref().map(|m| m.version) != Some(r.version)) {
+                if to.is_some_and(|to| at >= to)
+                    || (r.version != 0 && p.model_version.as_ref().map(|m| m.version) != Some(r.version))
+                {
                     continue;
                 }
                 if from.is_some_and(|from| at < from) {
@@ -604,7 +620,11 @@ impl Inference {
 
     // ------------------------------------------------------------ feedback
 
-    pub async fn record_feedback(&self, tenant: &str, r: &pb::RecordFeedbackRequest) -> Result<pb::Feedback, InferenceError> {
+    pub async fn record_feedback(
+        &self,
+        tenant: &str,
+        r: &pb::RecordFeedbackRequest,
+    ) -> Result<pb::Feedback, InferenceError> {
         use pb::record_feedback_request::Truth as In;
         let p = self
             .logged(tenant, PREDICTION, &r.prediction_id)
@@ -696,14 +716,20 @@ impl Inference {
         })
     }
 
-    pub async fn set_traffic_policy(&self, tenant: &str, mut p: pb::TrafficPolicy) -> Result<pb::TrafficPolicy, InferenceError> {
+    pub async fn set_traffic_policy(
+        &self,
+        tenant: &str,
+        mut p: pb::TrafficPolicy,
+    ) -> Result<pb::TrafficPolicy, InferenceError> {
         let m = self.inner.trainer.model(tenant, &p.model).await?;
         for (field, share) in [("policy.canary_share", p.canary_share), ("policy.shadow_share", p.shadow_share)] {
             if !(0.0..=1.0).contains(&share) {
                 return Err(InferenceError::invalid(field, format!("{share} is outside [0, 1]")));
             }
         }
-        for (field, version) in [("policy.canary_version", p.canary_version), ("policy.shadow_version", p.shadow_version)] {
+        for (field, version) in
+            [("policy.canary_version", p.canary_version), ("policy.shadow_version", p.shadow_version)]
+        {
             if version == 0 {
                 continue;
             }
@@ -716,7 +742,10 @@ impl Inference {
             }
         }
         if p.canary_version != 0 && p.canary_share == 0.0 {
-            return Err(InferenceError::invalid("policy.canary_share", "is 0 with a canary version; set a share such as 0.1"));
+            return Err(InferenceError::invalid(
+                "policy.canary_share",
+                "is 0 with a canary version; set a share such as 0.1",
+            ));
         }
         if p.shadow_version != 0 && p.shadow_share == 0.0 {
             p.shadow_share = 1.0;
@@ -811,9 +840,8 @@ impl Inference {
         if let Some(err) = s.failed_load.read().ok().and_then(|f| f.clone()) {
             loaded.push(pb::LoadedVersion { state: pb::LoadState::Failed as i32, error: err, ..Default::default() });
         }
-        let (hits, misses) = ["hit", "miss"]
-            .map(|r| self.inner.metrics.cache.with_label_values(&[&s.model, r]).get())
-            .into();
+        let (hits, misses) =
+            ["hit", "miss"].map(|r| self.inner.metrics.cache.with_label_values(&[&s.model, r]).get()).into();
         let b = &self.inner.config.batching;
         pb::ModelServing {
             model: s.model.clone(),

@@ -3,8 +3,8 @@
 use std::pin::Pin;
 
 use futures::{Stream, StreamExt};
-use pulse_common::grpc::{status, tenant};
 use pulse_common::error::ServiceError;
+use pulse_common::grpc::{status, tenant};
 use pulse_proto::inference::v1 as pb;
 use pulse_proto::inference::v1::inference_service_server::InferenceService;
 use pulse_proto::tonic::{Request, Response, Status, Streaming};

@@ -25,7 +25,10 @@ fn registered<T: prometheus::core::Collector + Clone + 'static>(registry: &Regis
 impl InferenceMetrics {
     pub fn new(registry: &Registry) -> Self {
         let predictions = IntCounterVec::new(
-            Opts::new("pulse_predictions_total", "Predictions by model, version, role and outcome (ok or a gRPC code)."),
+            Opts::new(
+                "pulse_predictions_total",
+                "Predictions by model, version, role and outcome (ok or a gRPC code).",
+            ),
             &["model", "version", "role", "outcome"],
         )
         .expect("valid metric");
@@ -52,7 +55,10 @@ impl InferenceMetrics {
         )
         .expect("valid metric");
         let breaker = IntGaugeVec::new(
-            Opts::new("pulse_inference_breaker_state", "Circuit breaker state by model: 0 closed, 1 open, 2 half-open."),
+            Opts::new(
+                "pulse_inference_breaker_state",
+                "Circuit breaker state by model: 0 closed, 1 open, 2 half-open.",
+            ),
             &["model"],
         )
         .expect("valid metric");

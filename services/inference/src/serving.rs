@@ -117,9 +117,10 @@ impl LoadedModel {
                 "model '{}' has {capacity} requests queued; shedding load, retry with backoff",
                 self.model
             ))),
-            Err(SubmitError::Closed) => {
-                Err(InferenceError::Unavailable(format!("model '{}' version {} is unloading; retry", self.model, self.version)))
-            }
+            Err(SubmitError::Closed) => Err(InferenceError::Unavailable(format!(
+                "model '{}' version {} is unloading; retry",
+                self.model, self.version
+            ))),
             Err(SubmitError::Failed(e)) => Err(InferenceError::Scoring(e)),
         }
     }
@@ -147,7 +148,9 @@ impl LoadedModel {
             .features
             .iter()
             .map(|f| match FeatureType::try_from(f.r#type).unwrap_or(FeatureType::Unspecified) {
-                FeatureType::Float => Cell::Float(f.min.unwrap_or(0.0).max(f.min.unwrap_or(f64::MIN)).min(f.max.unwrap_or(f64::MAX))),
+                FeatureType::Float => {
+                    Cell::Float(f.min.unwrap_or(0.0).max(f.min.unwrap_or(f64::MIN)).min(f.max.unwrap_or(f64::MAX)))
+                }
                 FeatureType::Int => Cell::Int(f.min.unwrap_or(0.0).min(f.max.unwrap_or(f64::MAX)) as i64),
                 FeatureType::Bool => Cell::Bool(false),
                 _ => Cell::Category(f.categories.first().cloned().unwrap_or_else(|| "warmup".to_string())),
@@ -163,9 +166,10 @@ fn score(scorer: &Scorer, contract: &Contract, rows: &[Vec<Cell>]) -> Vec<Answer
         .and_then(|b| scorer.score(&[b]).map_err(|e| e.to_string()));
     match result {
         Err(e) => rows.iter().map(|_| Err(e.clone())).collect(),
-        Ok(Predictions::Values(values)) => {
-            values.into_iter().map(|v| Ok(Output { label: String::new(), probabilities: Vec::new(), value: Some(v) })).collect()
-        }
+        Ok(Predictions::Values(values)) => values
+            .into_iter()
+            .map(|v| Ok(Output { label: String::new(), probabilities: Vec::new(), value: Some(v) }))
+            .collect(),
         Ok(Predictions::Classes { classes, probabilities }) => {
             let k = classes.len().max(1);
             probabilities

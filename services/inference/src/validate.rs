@@ -66,7 +66,8 @@ pub fn check_row(
     let mut push = |feature: &str, problem: &'static str, message: String| {
         problems.push(Problem { row, feature: feature.to_string(), problem, message });
     };
-    let mut unknown: Vec<&String> = features.keys().filter(|k| !contract.features.iter().any(|f| &f.name == *k)).collect();
+    let mut unknown: Vec<&String> =
+        features.keys().filter(|k| !contract.features.iter().any(|f| &f.name == *k)).collect();
     unknown.sort();
     for name in unknown {
         push(name, "unknown", format!("{name}: is not a feature of the contract"));
@@ -247,8 +248,19 @@ mod tests {
     fn contract() -> Contract {
         Contract {
             features: vec![
-                Feature { name: "tenure".into(), r#type: FeatureType::Int as i32, min: Some(0.0), max: Some(100.0), ..Default::default() },
-                Feature { name: "spend".into(), r#type: FeatureType::Float as i32, nullable: true, ..Default::default() },
+                Feature {
+                    name: "tenure".into(),
+                    r#type: FeatureType::Int as i32,
+                    min: Some(0.0),
+                    max: Some(100.0),
+                    ..Default::default()
+                },
+                Feature {
+                    name: "spend".into(),
+                    r#type: FeatureType::Float as i32,
+                    nullable: true,
+                    ..Default::default()
+                },
                 Feature {
                     name: "plan".into(),
                     r#type: FeatureType::Category as i32,

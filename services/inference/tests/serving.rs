@@ -171,7 +171,9 @@ async fn predict_feedback_swap_canary_and_shadow() {
     bad.features.insert("colour".into(), inf::FeatureValue { kind: Some(Kind::BoolValue(true)) });
     let e = code(client.predict(predict("churn", bad)).await.unwrap_err());
     assert_eq!(e.0, Code::InvalidArgument);
-    for part in ["tenure: -3 is below min 0", "spend: is missing", "plan: 'gold' is not one of", "colour: is not a feature"] {
+    for part in
+        ["tenure: -3 is below min 0", "spend: is missing", "plan: 'gold' is not one of", "colour: is not a feature"]
+    {
         assert!(e.1.contains(part), "{part} in {}", e.1);
     }
     let mut wrong_type = row(3, Some(50.0), "pro");
@@ -183,7 +185,8 @@ async fn predict_feedback_swap_canary_and_shadow() {
 
     // A batch: in order, the same answers as single predictions; over the
     // limit is refused naming it.
-    let rows: Vec<inf::Row> = (0..50).map(|i| row(i, Some(20.0 + i as f64), if i % 2 == 0 { "basic" } else { "pro" })).collect();
+    let rows: Vec<inf::Row> =
+        (0..50).map(|i| row(i, Some(20.0 + i as f64), if i % 2 == 0 { "basic" } else { "pro" })).collect();
     let batch = client
         .predict_batch(inf::PredictBatchRequest {
             model: "churn".into(),
@@ -295,9 +298,11 @@ async fn predict_feedback_swap_canary_and_shadow() {
 
     // A 10% canary, by routing key; and a shadow, logged but never returned.
     let v3 = train(&client, &data, 3, 2.0).await;
-    let bad_share = inf::TrafficPolicy { model: "churn".into(), canary_version: v3, canary_share: 1.5, ..Default::default() };
+    let bad_share =
+        inf::TrafficPolicy { model: "churn".into(), canary_version: v3, canary_share: 1.5, ..Default::default() };
     assert_eq!(code(client.set_traffic_policy(bad_share).await.unwrap_err()).0, Code::InvalidArgument);
-    let prod = inf::TrafficPolicy { model: "churn".into(), canary_version: v2, canary_share: 0.1, ..Default::default() };
+    let prod =
+        inf::TrafficPolicy { model: "churn".into(), canary_version: v2, canary_share: 0.1, ..Default::default() };
     assert_eq!(code(client.set_traffic_policy(prod).await.unwrap_err()).0, Code::FailedPrecondition);
     client
         .set_traffic_policy(inf::TrafficPolicy {
@@ -342,11 +347,20 @@ async fn predict_feedback_swap_canary_and_shadow() {
     assert!(m.cache_hit_ratio > 0.0);
     assert_eq!(m.breaker.as_ref().unwrap().state, inf::BreakerState::Closed as i32);
     let page = sb.metrics().await;
-    for metric in ["pulse_predictions_total{", "pulse_prediction_latency_seconds_bucket{", "pulse_inference_cache_requests_total{", "pulse_inference_breaker_state{"] {
+    for metric in [
+        "pulse_predictions_total{",
+        "pulse_prediction_latency_seconds_bucket{",
+        "pulse_inference_cache_requests_total{",
+        "pulse_inference_breaker_state{",
+    ] {
         assert!(page.contains(metric), "{metric} is exported");
     }
     let listed = client
-        .list_predictions(inf::ListPredictionsRequest { model: "churn".into(), with_feedback: true, ..Default::default() })
+        .list_predictions(inf::ListPredictionsRequest {
+            model: "churn".into(),
+            with_feedback: true,
+            ..Default::default()
+        })
         .await
         .unwrap();
     assert_eq!(listed.predictions.len(), 1);

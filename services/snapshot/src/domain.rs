@@ -467,7 +467,11 @@ impl Snapshots {
         job.finished_at = None;
         timeline(&mut job, JobStatus::Queued, "resume requested");
         rec.job = Some(job.clone());
-        if !self.records.apply(tenant, vec![Write::update(&record, status_name(JobStatus::Queued), &rec).leased_until(0)]).await? {
+        if !self
+            .records
+            .apply(tenant, vec![Write::update(&record, status_name(JobStatus::Queued), &rec).leased_until(0)])
+            .await?
+        {
             return Err(SnapshotError::Precondition(format!("job '{id}' changed while resuming; retry")));
         }
         self.wake.notify_waiters();

@@ -91,7 +91,10 @@ impl Snapshots {
                 timeline(&mut job, JobStatus::Canceled, "canceled");
                 rec.job = Some(job.clone());
                 self.records
-                    .apply(&record.tenant, vec![Write::update(&record, status_name(JobStatus::Canceled), &rec).leased_until(0)])
+                    .apply(
+                        &record.tenant,
+                        vec![Write::update(&record, status_name(JobStatus::Canceled), &rec).leased_until(0)],
+                    )
                     .await?;
                 continue;
             }

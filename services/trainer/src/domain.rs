@@ -434,7 +434,11 @@ impl Trainer {
             rec.job = Some(job.clone());
             rec.lease_worker.clear();
             rec.lease_until_ms = 0;
-            if self.records.apply(tenant, vec![Write::update(&record, status_name(JobStatus::Queued), &rec).leased_until(0)]).await? {
+            if self
+                .records
+                .apply(tenant, vec![Write::update(&record, status_name(JobStatus::Queued), &rec).leased_until(0)])
+                .await?
+            {
                 self.wake.notify_waiters();
                 return Ok(job);
             }
