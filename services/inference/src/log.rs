@@ -23,6 +23,9 @@ pub const SHADOW: &str = "shadow";
 const BATCH_ROWS: usize = 1000;
 const QUEUE: usize = 65_536;
 
+/// Predictions appended and not yet written, by (tenant, kind, id).
+type Pending = Arc<Mutex<HashMap<(String, &'static str, String), pb::Prediction>>>;
+
 struct Entry {
     seq: u64,
     tenant: String,
@@ -36,7 +39,7 @@ struct Entry {
 #[derive(Clone)]
 pub struct PredictionLog {
     tx: Arc<Mutex<Option<mpsc::Sender<Entry>>>>,
-    pending: Arc<Mutex<HashMap<(String, &'static str, String), pb::Prediction>>>,
+    pending: Pending,
     appended: Arc<AtomicU64>,
     written: watch::Receiver<u64>,
     writer: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
@@ -114,7 +117,7 @@ impl PredictionLog {
 async fn write_loop(
     records: Arc<dyn RecordStore>,
     mut rx: mpsc::Receiver<Entry>,
-    pending: Arc<Mutex<HashMap<(String, &'static str, String), pb::Prediction>>>,
+    pending: Pending,
     written: watch::Sender<u64>,
 ) {
     let mut batch = Vec::with_capacity(BATCH_ROWS);
