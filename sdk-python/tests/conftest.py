@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import random
 import re
 import signal
 import subprocess
@@ -208,3 +210,28 @@ def _no_ambient_pulse_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests pass endpoints and keys explicitly; the caller's shell must not leak in."""
     monkeypatch.delenv("PULSE_API_KEY", raising=False)
     monkeypatch.delenv("PULSE_ENDPOINT", raising=False)
+
+
+def churn_csv(path: Path, rows: int = 1500) -> None:
+    rng = random.Random(5)
+    lines = ["id,tenure,spend,plan,churned"]
+    for i in range(rows):
+        tenure = rng.randint(0, 60)
+        spend = rng.uniform(20, 100)
+        plan = rng.choice(["basic", "pro", "team"])
+        z = 1.5 - 0.08 * tenure + 0.02 * (spend - 60) + (0.8 if plan == "basic" else -0.4)
+        churned = rng.random() < 1 / (1 + math.exp(-z))
+        spend_text = "" if i % 13 == 0 else f"{spend:.2f}"
+        lines.append(f"{i},{tenure},{spend_text},{plan},{str(churned).lower()}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def churn(client: pulse.Client, tmp_path: Path) -> tuple[str, int, str]:
+    """A committed dataset version of churn rows, and a model name."""
+    csv = tmp_path / "churn.csv"
+    churn_csv(csv)
+    suffix = uuid.uuid4().hex[:6]
+    ds = client.register_datasource(f"churn-{suffix}", kind="object_storage", uri=f"file://{csv}")
+    ver = client.create_snapshot(ds.id, source="churn.csv", dataset=f"churn-{suffix}").wait(timeout=120, progress=False)
+    return ver.dataset_id, ver.version, f"churn-{suffix}"
