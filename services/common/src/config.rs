@@ -109,6 +109,15 @@ pub struct Config {
     /// milliseconds (promotions in this process are picked up at once).
     /// Default 1000.
     pub model_poll_ms: u64,
+    /// Circuit breaker: the error rate (over at least
+    /// `inference_breaker_min_requests` outcomes in a 10 s window) that opens
+    /// it. Default 0.5.
+    pub inference_breaker_error_rate: f64,
+    /// Default 20.
+    pub inference_breaker_min_requests: u32,
+    /// How long it stays open before probes go through, in milliseconds.
+    /// Default 5000.
+    pub inference_breaker_open_ms: u64,
 }
 
 impl Default for Config {
@@ -145,6 +154,9 @@ impl Default for Config {
             inference_cache_entries: 100_000,
             inference_max_batch_rows: 10_000,
             model_poll_ms: 1000,
+            inference_breaker_error_rate: 0.5,
+            inference_breaker_min_requests: 20,
+            inference_breaker_open_ms: 5000,
         }
     }
 }

@@ -55,7 +55,13 @@ impl ServingConfig {
             poll: Duration::from_millis(c.model_poll_ms.max(50)),
             // A model call is sub-millisecond; a quarter second means the
             // process is starved, not a slow request.
-            breaker: BreakerConfig { slow_call: Duration::from_millis(250), ..BreakerConfig::default() },
+            breaker: BreakerConfig {
+                slow_call: Duration::from_millis(250),
+                error_rate: c.inference_breaker_error_rate,
+                min_requests: c.inference_breaker_min_requests.max(1),
+                open_for: Duration::from_millis(c.inference_breaker_open_ms.max(1)),
+                ..BreakerConfig::default()
+            },
         }
     }
 }

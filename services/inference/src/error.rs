@@ -36,6 +36,9 @@ pub enum InferenceError {
     Exhausted(String),
     #[error("scoring failed: {0}")]
     Scoring(String),
+    /// The model failed on an input it accepted (counts against its breaker).
+    #[error("{0}")]
+    ModelFailed(String),
     #[error(transparent)]
     Trainer(#[from] TrainerError),
     #[error(transparent)]
@@ -72,7 +75,7 @@ impl ServiceError for InferenceError {
             Self::AlreadyExists(_) => ErrorCode::AlreadyExists,
             Self::Unavailable(_) => ErrorCode::Unavailable,
             Self::Exhausted(_) => ErrorCode::ResourceExhausted,
-            Self::Scoring(_) => ErrorCode::Internal,
+            Self::Scoring(_) | Self::ModelFailed(_) => ErrorCode::Internal,
             Self::Trainer(e) => e.code(),
             Self::Store(e) => e.code(),
             Self::Common(e) => e.code(),
@@ -83,6 +86,8 @@ impl ServiceError for InferenceError {
         match self {
             Self::Trainer(e) => e.public_message(),
             Self::Common(e) => e.public_message(),
+            // Says which model failed and why; nothing internal to hide.
+            Self::ModelFailed(m) => m.clone(),
             other if other.code() == ErrorCode::Internal => {
                 "internal error in the inference service; the server log has the details".into()
             }

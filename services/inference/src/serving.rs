@@ -112,7 +112,9 @@ impl LoadedModel {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         match out {
             Ok(Ok(o)) => Ok(o),
-            Ok(Err(e)) => Err(InferenceError::Scoring(e)),
+            Ok(Err(e)) => {
+                Err(InferenceError::ModelFailed(format!("model '{}' version {}: {e}", self.model, self.version)))
+            }
             Err(SubmitError::QueueFull { capacity }) => Err(InferenceError::Exhausted(format!(
                 "model '{}' has {capacity} requests queued; shedding load, retry with backoff",
                 self.model
@@ -134,7 +136,11 @@ impl LoadedModel {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
         out.map_err(|e| InferenceError::Scoring(e.to_string()))?
             .into_iter()
-            .map(|r| r.map_err(InferenceError::Scoring))
+            .map(|r| {
+                r.map_err(|e| {
+                    InferenceError::ModelFailed(format!("model '{}' version {}: {e}", self.model, self.version))
+                })
+            })
             .collect()
     }
 
@@ -164,17 +170,28 @@ fn score(scorer: &Scorer, contract: &Contract, rows: &[Vec<Cell>]) -> Vec<Answer
     let result = to_batch(contract, &refs)
         .map_err(|e| e.to_string())
         .and_then(|b| scorer.score(&[b]).map_err(|e| e.to_string()));
+    // A non-finite answer is never returned: the model failed on that row
+    // (and the breaker counts it).
+    let non_finite = |what: f64| Err(format!("the model produced a non-finite value ({what}) for this input"));
     match result {
         Err(e) => rows.iter().map(|_| Err(e.clone())).collect(),
         Ok(Predictions::Values(values)) => values
             .into_iter()
-            .map(|v| Ok(Output { label: String::new(), probabilities: Vec::new(), value: Some(v) }))
+            .map(|v| {
+                if !v.is_finite() {
+                    return non_finite(v);
+                }
+                Ok(Output { label: String::new(), probabilities: Vec::new(), value: Some(v) })
+            })
             .collect(),
         Ok(Predictions::Classes { classes, probabilities }) => {
             let k = classes.len().max(1);
             probabilities
                 .chunks(k)
                 .map(|p| {
+                    if let Some(bad) = p.iter().find(|x| !x.is_finite()) {
+                        return non_finite(*bad);
+                    }
                     let best = p.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap_or(0);
                     Ok(Output {
                         label: classes.get(best).cloned().unwrap_or_default(),

@@ -366,3 +366,133 @@ async fn predict_feedback_swap_canary_and_shadow() {
     assert_eq!(listed.predictions.len(), 1);
     assert_eq!(listed.predictions[0].id, p.id);
 }
+
+const REGRESSION: &str = "
+model: spend
+task: regression
+target: {name: spend, type: float}
+features:
+  - {name: visits, type: float, min: 0}
+";
+
+#[tokio::test]
+async fn a_failing_model_trips_the_breaker_which_falls_back_and_recovers() {
+    let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
+    let mut text = String::from("visits,spend\n");
+    for i in 0..300 {
+        let visits = (i % 50) as f64 / 5.0;
+        text.push_str(&format!("{visits},{}\n", 3.0 * visits + (i % 7) as f64 * 0.1));
+    }
+    std::fs::write(dir.path().join("spend.csv"), text).unwrap();
+    let sb = Sandbox::start(
+        false,
+        |c| {
+            c.file_roots = vec![std::env::temp_dir()];
+            c.model_poll_ms = 100;
+            c.inference_breaker_min_requests = 10;
+            c.inference_breaker_open_ms = 1500;
+        },
+        async |platform| {
+            let datasources = pulse_datasource::open(&platform).await.unwrap();
+            let snapshots = pulse_snapshot::open(&platform, datasources.clone(), None).await.unwrap();
+            let trainer = pulse_trainer::open(&platform, snapshots.clone(), None, true).await.unwrap();
+            let inference = pulse_inference::open(&platform, trainer.clone()).await.unwrap();
+            vec![
+                pulse_datasource::hosted(datasources, &platform),
+                pulse_snapshot::hosted(snapshots, &platform),
+                pulse_trainer::hosted(trainer, &platform),
+                pulse_inference::hosted(inference, &platform),
+            ]
+        },
+    )
+    .await;
+    // No client-side retries: the test sees every UNAVAILABLE.
+    let client = Client::connect(&sb.endpoint, Some(&sb.tenant_a.1)).await.unwrap().with_retries(0);
+    let data = snapshot_csv(&client, dir.path(), "spend.csv", "spend").await;
+    client.register_contract(REGRESSION).await.unwrap();
+    let linear = |seed: u64| tr::StartTrainingRequest {
+        dataset: Some(data.clone()),
+        model: "spend".into(),
+        algorithm: tr::Algorithm::LinearRegression as i32,
+        seed: Some(seed),
+        ..Default::default()
+    };
+    let mut versions = Vec::new();
+    for seed in [1, 2] {
+        let job = client.start_training(linear(seed), "").await.unwrap();
+        let job = wait_training(&client, &job.id).await;
+        assert_eq!(job.status, JobStatus::Succeeded as i32, "{job:?}");
+        let v = job.model_version.unwrap().version;
+        client
+            .promote_model(tr::PromoteModelRequest {
+                model_version: Some(ModelVersionRef { model: "spend".into(), version: v }),
+                stage: tr::ModelStage::Production as i32,
+                force: true,
+                reason: "test".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        // Served (and, for the second, swapped in with the first kept as
+        // the fallback).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while client.serving_status("spend").await.unwrap().models[0].production_version != v {
+            assert!(Instant::now() < deadline);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        versions.push(v);
+    }
+    let visits = |x: f64| {
+        let mut r = inf::Row::default();
+        r.features.insert("visits".into(), inf::FeatureValue { kind: Some(Kind::FloatValue(x)) });
+        predict("spend", r)
+    };
+    let ok = client.predict(visits(4.0)).await.unwrap();
+    assert!((ok.value.unwrap() - 12.0).abs() < 2.0, "{:?}", ok.value);
+
+    // The contract allows any visits ≥ 0; the model overflows on 1e300. It
+    // fails loudly (never a non-finite answer), and the failures open the
+    // circuit.
+    let mut failures = 0;
+    loop {
+        let e = code(client.predict(visits(1e300)).await.unwrap_err());
+        if e.0 == Code::Unavailable {
+            break;
+        }
+        assert_eq!(e.0, Code::Internal);
+        assert!(e.1.contains("non-finite"), "{}", e.1);
+        failures += 1;
+        assert!(failures <= 10, "10 outcomes at ≥ 50% errors open the circuit");
+    }
+    assert!(failures >= 9, "it opened after {failures} failures");
+    let started = Instant::now();
+    let e = code(client.predict(visits(4.0)).await.unwrap_err());
+    assert_eq!(e.0, Code::Unavailable, "{}", e.1);
+    assert!(e.1.contains("circuit") && e.1.contains("error rate"), "{}", e.1);
+    assert!(started.elapsed() < Duration::from_millis(100), "an open circuit answers at once");
+    let status = client.serving_status("spend").await.unwrap();
+    assert_eq!(status.models[0].breaker.as_ref().unwrap().state, inf::BreakerState::Open as i32);
+    assert!(sb.metrics().await.contains("pulse_inference_breaker_state{model=\"spend\"} 1"));
+
+    // With fallback on, the previous production version answers meanwhile.
+    let policy = |fallback: bool| inf::TrafficPolicy {
+        model: "spend".into(),
+        fallback_to_previous: fallback,
+        ..Default::default()
+    };
+    client.set_traffic_policy(policy(true)).await.unwrap();
+    let fb = client.predict(visits(4.0)).await.unwrap();
+    assert_eq!(fb.role, inf::ServingRole::Fallback as i32);
+    assert_eq!(fb.model_version.unwrap().version, versions[0]);
+    client.set_traffic_policy(policy(false)).await.unwrap();
+
+    // After the open period, probes go through and close it again.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    for _ in 0..3 {
+        let p = client.predict(visits(4.0)).await.unwrap();
+        assert_eq!(p.model_version.unwrap().version, versions[1]);
+    }
+    let status = client.serving_status("spend").await.unwrap();
+    assert_eq!(status.models[0].breaker.as_ref().unwrap().state, inf::BreakerState::Closed as i32);
+    client.predict(visits(5.0)).await.unwrap();
+}
