@@ -914,3 +914,46 @@ fn chance(key: &str, salt: &str) -> f64 {
     key.hash(&mut h);
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
+
+/// Predictions in lineage traces, read from the prediction log: no lineage
+/// write per prediction, yet `pulse lineage prd_…` walks back to the
+/// datasource through the model version that answered.
+#[derive(Debug, Clone)]
+pub struct PredictionNodes {
+    pub inference: Inference,
+}
+
+#[async_trait::async_trait]
+impl pulse_lineage::domain::NodeResolver for PredictionNodes {
+    async fn resolve(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Option<(pulse_lineage::domain::Node, Vec<pulse_lineage::domain::Edge>)> {
+        use pulse_lineage::domain::{Edge, Node, NodeKind};
+        if !id.starts_with("prd_") {
+            return None;
+        }
+        let p = self.inference.get_prediction(tenant, id).await.ok()?;
+        let mv = p.model_version.clone().unwrap_or_default();
+        let created_at = p
+            .created_at
+            .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+            .unwrap_or_else(chrono::Utc::now);
+        let mut attributes: std::collections::BTreeMap<String, String> = [
+            ("model".to_string(), mv.model.clone()),
+            ("version".to_string(), mv.version.to_string()),
+            ("role".to_string(), role_name(ServingRole::try_from(p.role).unwrap_or_default()).to_lowercase()),
+            ("input_sha256".to_string(), p.input_sha256.clone()),
+        ]
+        .into_iter()
+        .collect();
+        match p.value {
+            Some(v) => attributes.insert("value".into(), v.to_string()),
+            None => attributes.insert("label".into(), p.label.clone()),
+        };
+        let model_node = pulse_trainer::domain::lineage_model_id(&mv.model, mv.version);
+        let edge = Edge { from_id: model_node, to_id: id.to_string(), relation: "predicted".into(), created_at };
+        Some((Node { id: id.to_string(), kind: NodeKind::Prediction, attributes, created_at }, vec![edge]))
+    }
+}

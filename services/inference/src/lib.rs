@@ -32,15 +32,24 @@ pub static MIGRATIONS: &[Migration] = &[Migration {
     sqlite: pulse_common::records::SQLITE,
 }];
 
-/// Opens the inference state; models load on first use.
-pub async fn open(platform: &Platform, trainer: pulse_trainer::Trainer) -> Result<Inference, PulseError> {
+/// Opens the inference state; models load on first use. With `lineage`,
+/// traces can start from a prediction id.
+pub async fn open(
+    platform: &Platform,
+    trainer: pulse_trainer::Trainer,
+    lineage: Option<pulse_lineage::Lineage>,
+) -> Result<Inference, PulseError> {
     let db = platform.database.open(SCHEMA, MIGRATIONS).await?;
-    Ok(Inference::new(
+    let inference = Inference::new(
         trainer,
         record_store(&db),
         ServingConfig::from_config(&platform.config),
         metrics::InferenceMetrics::new(&platform.metrics.registry),
-    ))
+    );
+    if let Some(lineage) = lineage {
+        lineage.add_resolver(std::sync::Arc::new(domain::PredictionNodes { inference: inference.clone() }));
+    }
+    Ok(inference)
 }
 
 pub fn hosted(inference: Inference, platform: &Platform) -> Hosted {

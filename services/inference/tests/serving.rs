@@ -30,7 +30,7 @@ async fn sandbox() -> Sandbox {
             let lineage = pulse_lineage::open(&platform).await.unwrap();
             let snapshots = pulse_snapshot::open(&platform, datasources.clone(), Some(lineage.clone())).await.unwrap();
             let trainer = pulse_trainer::open(&platform, snapshots.clone(), Some(lineage.clone()), true).await.unwrap();
-            let inference = pulse_inference::open(&platform, trainer.clone()).await.unwrap();
+            let inference = pulse_inference::open(&platform, trainer.clone(), Some(lineage.clone())).await.unwrap();
             vec![
                 pulse_datasource::hosted(datasources, &platform),
                 pulse_snapshot::hosted(snapshots, &platform),
@@ -251,6 +251,18 @@ async fn predict_feedback_swap_canary_and_shadow() {
     assert_eq!(code(client.record_feedback(fb("prd_unknown", "true", false)).await.unwrap_err()).0, Code::NotFound);
     assert_eq!(code(client.record_feedback(fb(&p.id, "maybe", false)).await.unwrap_err()).0, Code::InvalidArgument);
     assert_eq!(code(other.get_prediction(&p.id).await.unwrap_err()).0, Code::NotFound);
+    // A prediction traces back to its datasource, with no lineage write of its own.
+    let trace = client.trace(&p.id, pulse_proto::lineage::v1::Direction::Upstream, 0, 0).await.unwrap();
+    let kinds: Vec<i32> = trace.nodes.iter().map(|n| n.kind).collect();
+    use pulse_proto::lineage::v1::NodeKind as K;
+    for kind in [K::Prediction, K::ModelVersion, K::TrainingRun, K::DatasetVersion, K::Extraction, K::Datasource] {
+        assert!(kinds.contains(&(kind as i32)), "{kind:?} in the trace of a prediction: {:?}", trace.nodes);
+    }
+    assert_eq!(trace.nodes[0].id, p.id);
+    assert_eq!(
+        code(other.trace(&p.id, pulse_proto::lineage::v1::Direction::Upstream, 0, 0).await.unwrap_err()).0,
+        Code::NotFound
+    );
     let logged = client.get_prediction(&p.id).await.unwrap();
     assert_eq!(logged.features.len(), 3);
     assert_eq!(logged.input_sha256.len(), 64);
@@ -396,7 +408,7 @@ async fn a_failing_model_trips_the_breaker_which_falls_back_and_recovers() {
             let datasources = pulse_datasource::open(&platform).await.unwrap();
             let snapshots = pulse_snapshot::open(&platform, datasources.clone(), None).await.unwrap();
             let trainer = pulse_trainer::open(&platform, snapshots.clone(), None, true).await.unwrap();
-            let inference = pulse_inference::open(&platform, trainer.clone()).await.unwrap();
+            let inference = pulse_inference::open(&platform, trainer.clone(), None).await.unwrap();
             vec![
                 pulse_datasource::hosted(datasources, &platform),
                 pulse_snapshot::hosted(snapshots, &platform),

@@ -270,10 +270,21 @@ pub struct Impact {
     pub truncated: Option<String>,
 }
 
+/// Nodes kept outside the graph and resolved on demand: a prediction is a
+/// row of the prediction log, not a lineage write per request, yet a trace
+/// starts from it. Services register one with [`Lineage::add_resolver`].
+#[async_trait::async_trait]
+pub trait NodeResolver: Send + Sync + std::fmt::Debug {
+    /// The node with this id and the edges into it from the graph (its
+    /// upstream), or `None` when the id is not this resolver's.
+    async fn resolve(&self, tenant: &str, id: &str) -> Option<(Node, Vec<Edge>)>;
+}
+
 /// The lineage service's domain operations for one store.
 #[derive(Debug, Clone)]
 pub struct Lineage {
     store: Arc<dyn LineageStore>,
+    resolvers: Arc<std::sync::RwLock<Vec<Arc<dyn NodeResolver>>>>,
 }
 
 /// A node to record: attributes are merged into an existing node.
@@ -293,7 +304,30 @@ pub struct EdgeWrite {
 
 impl Lineage {
     pub fn new(store: Arc<dyn LineageStore>) -> Self {
-        Self { store }
+        Self { store, resolvers: Arc::default() }
+    }
+
+    pub fn add_resolver(&self, resolver: Arc<dyn NodeResolver>) {
+        if let Ok(mut r) = self.resolvers.write() {
+            r.push(resolver);
+        }
+    }
+
+    /// A node of the graph, or one a resolver knows (with its edges in).
+    async fn node_or_resolved(&self, tenant: &str, id: &str) -> Result<(Node, Vec<Edge>), LineageError> {
+        match self.node(tenant, id).await {
+            Err(LineageError::NodeNotFound(missing)) => {
+                let resolvers: Vec<Arc<dyn NodeResolver>> =
+                    self.resolvers.read().map(|r| r.clone()).unwrap_or_default();
+                for r in resolvers {
+                    if let Some(found) = r.resolve(tenant, id).await {
+                        return Ok(found);
+                    }
+                }
+                Err(LineageError::NodeNotFound(missing))
+            }
+            other => other.map(|n| (n, Vec::new())),
+        }
     }
 
     /// Records nodes and edges atomically: all of them or none.
@@ -374,7 +408,7 @@ impl Lineage {
         max_depth: u32,
         max_nodes: u32,
     ) -> Result<Walk, LineageError> {
-        let root = self.node(tenant, id).await?;
+        let (root, resolved_edges) = self.node_or_resolved(tenant, id).await?;
         let mut seen: HashSet<String> = HashSet::from([root.id.clone()]);
         let mut edge_seen: HashSet<(String, String)> = HashSet::new();
         let mut order: Vec<Node> = vec![root.clone()];
@@ -382,6 +416,24 @@ impl Lineage {
         let mut frontier = vec![root.id.clone()];
         let mut depth = 0;
         let mut truncated = None;
+        if !resolved_edges.is_empty() {
+            // A resolved node is a leaf of the graph: its first level is the
+            // edges the resolver gave, then the walk goes on in the store.
+            frontier.clear();
+            if direction != Direction::Downstream && max_depth > 0 {
+                for e in resolved_edges {
+                    if seen.insert(e.from_id.clone())
+                        && let Some(parent) = self.store.node(tenant, &e.from_id).await?
+                    {
+                        frontier.push(parent.id.clone());
+                        order.push(parent);
+                    }
+                    edge_seen.insert((e.from_id.clone(), e.to_id.clone()));
+                    edges.push(e);
+                }
+                depth = 1;
+            }
+        }
         // One store round trip per level: the edges leaving the frontier
         // together with the nodes at their far ends.
         // Rows read per level are bounded too, so one node with millions of

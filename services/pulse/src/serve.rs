@@ -84,7 +84,8 @@ async fn hosted(platform: &Platform, service: ServiceName, opened: &mut Opened) 
             // trainer's domain (no training workers unless this process also
             // serves the trainer, which `pulse up` opens first).
             let trainer = opened.trainer(platform, false).await?;
-            let inference = pulse_inference::open(platform, trainer).await?;
+            let lineage = opened.lineage(platform).await?;
+            let inference = pulse_inference::open(platform, trainer, Some(lineage)).await?;
             opened.inference = Some(inference.clone());
             pulse_inference::hosted(inference, platform)
         }
