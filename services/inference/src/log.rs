@@ -167,3 +167,67 @@ async fn write_batch(records: &dyn RecordStore, tenant: &str, writes: Vec<Write>
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pulse_common::records::{ListQuery, Record, StoredEvent, record_store};
+    use pulse_common::store::{Migration, StoreError};
+    use pulse_common::testing::embedded_backend;
+
+    /// A real store that takes its time to write, so appends pile up.
+    #[derive(Debug)]
+    struct SlowStore(Arc<dyn RecordStore>);
+
+    #[async_trait::async_trait]
+    impl RecordStore for SlowStore {
+        async fn get(&self, t: &str, k: &str, id: &str) -> Result<Option<Record>, StoreError> {
+            self.0.get(t, k, id).await
+        }
+        async fn list(&self, t: &str, k: &str, q: ListQuery<'_>) -> Result<Vec<Record>, StoreError> {
+            self.0.list(t, k, q).await
+        }
+        async fn by_status(&self, k: &str, s: &[&str], l: u32) -> Result<Vec<Record>, StoreError> {
+            self.0.by_status(k, s, l).await
+        }
+        async fn claim(&self, k: &str, s: &[&str], u: i64) -> Result<Option<Record>, StoreError> {
+            self.0.claim(k, s, u).await
+        }
+        async fn apply(&self, t: &str, w: Vec<Write>) -> Result<bool, StoreError> {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            self.0.apply(t, w).await
+        }
+        async fn events(&self, t: &str, n: Option<&str>, a: i64, l: u32) -> Result<Vec<StoredEvent>, StoreError> {
+            self.0.events(t, n, a, l).await
+        }
+    }
+
+    static MIGRATIONS: &[Migration] = &[Migration {
+        version: 1,
+        description: "records",
+        postgres: pulse_common::records::POSTGRES,
+        sqlite: pulse_common::records::SQLITE,
+    }];
+
+    #[tokio::test]
+    async fn close_writes_everything_appended_and_pending_is_readable_before() {
+        let backend = embedded_backend().await;
+        let db = backend.database().await.open("log_test", MIGRATIONS).await.unwrap();
+        let store = record_store(&db);
+        let log = PredictionLog::start(Arc::new(SlowStore(store.clone())));
+        for i in 0..3000 {
+            let p = pb::Prediction { id: format!("prd_{i:05}"), label: "x".into(), ..Default::default() };
+            log.append("t1", PREDICTION, &p.id.clone(), "m", p).await;
+        }
+        // Not all written yet (each write takes 30 ms), but every one is found.
+        assert!(log.pending("t1", PREDICTION, "prd_02999").is_some());
+        assert!(store.get("t1", PREDICTION, "prd_02999").await.unwrap().is_none());
+        log.close().await;
+        let q = ListQuery { parent: Some("m"), limit: 5000, ..Default::default() };
+        assert_eq!(store.list("t1", PREDICTION, q).await.unwrap().len(), 3000, "nothing appended is lost");
+        assert!(log.pending("t1", PREDICTION, "prd_02999").is_none());
+        // Closed: later appends are refused, not queued forever.
+        log.append("t1", PREDICTION, "prd_late", "m", pb::Prediction::default()).await;
+        assert!(store.get("t1", PREDICTION, "prd_late").await.unwrap().is_none());
+    }
+}
