@@ -465,17 +465,12 @@ impl Inference {
         if r.model.is_empty() {
             return Err(InferenceError::invalid("model", "is required"));
         }
+        let limit = self.inner.config.max_batch_rows;
         let rows = match &r.input {
             Some(pb::predict_batch_request::Input::Rows(rows)) => rows.rows.clone(),
-            Some(pb::predict_batch_request::Input::ArrowIpc(_)) => {
-                return Err(InferenceError::invalid(
-                    "arrow_ipc",
-                    "Arrow input is not served yet; send `rows` (the SDK converts a pyarrow table)",
-                ));
-            }
-            None => return Err(InferenceError::invalid("input", "is required: rows")),
+            Some(pb::predict_batch_request::Input::ArrowIpc(bytes)) => crate::arrow_io::rows_from_ipc(bytes, limit)?,
+            None => return Err(InferenceError::invalid("input", "is required: rows or arrow_ipc")),
         };
-        let limit = self.inner.config.max_batch_rows;
         if rows.len() > limit {
             return Err(InferenceError::invalid(
                 "rows",
@@ -531,11 +526,16 @@ impl Inference {
             self.inner.log.append(tenant, PREDICTION, &p.id, &r.model, p.clone()).await;
             predictions.push(public(p));
         }
+        let arrow_ipc = if r.arrow_output {
+            crate::arrow_io::predictions_to_ipc(&std::mem::take(&mut predictions))?
+        } else {
+            Vec::new()
+        };
         Ok(pb::PredictBatchResponse {
             model_version: Some(ModelVersionRef { model: r.model.clone(), version: route.model.version }),
             role: route.role as i32,
             predictions,
-            arrow_ipc: Vec::new(),
+            arrow_ipc,
             latency_us: latency.as_micros().min(u128::from(u32::MAX)) as u32,
         })
     }

@@ -3,6 +3,7 @@
 //! cache and a circuit breaker; logs every prediction asynchronously; joins
 //! ground-truth feedback.
 
+mod arrow_io;
 pub mod batcher;
 pub mod breaker;
 pub mod domain;

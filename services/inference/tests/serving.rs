@@ -204,6 +204,53 @@ async fn predict_feedback_swap_canary_and_shadow() {
             assert!((batch.predictions[i].probabilities[class] - p).abs() < 1e-6, "row {i}");
         }
     }
+    // The same rows as an Arrow IPC stream, answered as one.
+    let ipc = {
+        use arrow::array::{Float64Array, Int64Array, StringArray};
+        let batch = arrow::record_batch::RecordBatch::try_from_iter([
+            ("tenure", std::sync::Arc::new(Int64Array::from_iter_values(0..50)) as arrow::array::ArrayRef),
+            ("spend", std::sync::Arc::new(Float64Array::from_iter_values((0..50).map(|i| 20.0 + i as f64))) as _),
+            (
+                "plan",
+                std::sync::Arc::new(StringArray::from_iter_values(
+                    (0..50).map(|i| if i % 2 == 0 { "basic" } else { "pro" }),
+                )) as _,
+            ),
+        ])
+        .unwrap();
+        let mut out = Vec::new();
+        let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut out, &batch.schema()).unwrap();
+        w.write(&batch).unwrap();
+        w.finish().unwrap();
+        drop(w);
+        out
+    };
+    let arrow_answer = client
+        .predict_batch(inf::PredictBatchRequest {
+            model: "churn".into(),
+            input: Some(inf::predict_batch_request::Input::ArrowIpc(ipc)),
+            arrow_output: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(arrow_answer.predictions.is_empty());
+    let answered: Vec<_> = arrow::ipc::reader::StreamReader::try_new(arrow_answer.arrow_ipc.as_slice(), None)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let table = &answered[0];
+    assert_eq!(table.num_rows(), 50);
+    let probability = table.column_by_name("probability_true").unwrap();
+    let probability = probability.as_any().downcast_ref::<arrow::array::Float64Array>().unwrap();
+    assert!((probability.value(17) - batch.predictions[17].probabilities["true"]).abs() < 1e-9);
+    let bad_ipc = inf::PredictBatchRequest {
+        model: "churn".into(),
+        input: Some(inf::predict_batch_request::Input::ArrowIpc(b"not arrow".to_vec())),
+        ..Default::default()
+    };
+    let e = code(client.predict_batch(bad_ipc).await.unwrap_err());
+    assert!(e.0 == Code::InvalidArgument && e.1.contains("arrow_ipc"), "{}", e.1);
     let too_many = inf::PredictBatchRequest {
         model: "churn".into(),
         input: Some(inf::predict_batch_request::Input::Rows(inf::Rows { rows: vec![row(1, None, "pro"); 101] })),
