@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/pulse-target
 PULSE := $(CARGO_TARGET_DIR)/debug/pulse
 VENV ?= .venv
 
-.PHONY: up build test test-rust test-python bench bench-lineage bench-snapshot bench-trainer sdk fmt clippy clean-state
+.PHONY: up build test test-rust test-python bench bench-lineage bench-snapshot bench-trainer bench-inference sdk fmt clippy clean-state
 
 ## Build and run all six services in one process (state under .pulse/).
 up: build
@@ -31,7 +31,7 @@ sdk:
 	bash scripts/test.sh sdk
 
 ## Benchmarks (results and commands in docs/benchmarks.md).
-bench: bench-lineage bench-snapshot bench-trainer
+bench: bench-lineage bench-snapshot bench-trainer bench-inference
 
 ## Extraction of TPC-H lineitem (SF1) vs ConnectorX and raw COPY.
 bench-snapshot:
@@ -43,6 +43,9 @@ bench-lineage:
 ## Training: Pulse's engine vs scikit-learn on 1M×32 synthetic rows and breast_cancer.
 bench-trainer:
 	bash scripts/test.sh bench-trainer
+
+bench-inference:
+	bash scripts/test.sh bench-inference
 
 fmt:
 	cargo fmt --all

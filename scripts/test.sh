@@ -129,6 +129,14 @@ case "$what" in
       "$VENV/bin/pip" install --quiet torch || die "pip could not install torch"; }
     cargo build --release -p pulse-trainer --example bench_train
     "$VENV/bin/python" bench/trainer/bench.py "${@:2}" ;;
+  bench-inference)
+    need_cargo; need_venv
+    "$VENV/bin/python" -c 'import numpy, sklearn, mlflow, mlserver, mlserver_sklearn' 2>/dev/null \
+      || "$VENV/bin/pip" install --quiet numpy scikit-learn mlflow mlserver mlserver-sklearn \
+      || die "pip could not install mlflow, mlserver and mlserver-sklearn"
+    cargo build --release -p pulse -p pulse-inference --example loadgen
+    build_sdk  # it sets the Pulse side up
+    "$VENV/bin/python" bench/inference/bench.py "${@:2}" ;;
   *) die "unknown target $what" ;;
 esac
 say "ok ($what)"
