@@ -131,8 +131,11 @@ case "$what" in
     "$VENV/bin/python" bench/trainer/bench.py "${@:2}" ;;
   bench-inference)
     need_cargo; need_venv
-    "$VENV/bin/python" -c 'import numpy, sklearn, mlflow, mlserver, mlserver_sklearn' 2>/dev/null \
-      || "$VENV/bin/pip" install --quiet numpy scikit-learn mlflow mlserver mlserver-sklearn \
+    # MLServer 1.7's workers fail to start under uvloop 0.22+ ("no current
+    # event loop"), so uvloop is held below it.
+    "$VENV/bin/python" -c 'import numpy, sklearn, mlflow, mlserver, mlserver_sklearn, uvloop
+assert tuple(map(int, uvloop.__version__.split(".")[:2])) < (0, 22)' 2>/dev/null \
+      || "$VENV/bin/pip" install --quiet numpy scikit-learn mlflow mlserver mlserver-sklearn "uvloop<0.22" \
       || die "pip could not install mlflow, mlserver and mlserver-sklearn"
     cargo build --release -p pulse -p pulse-inference --example loadgen
     build_sdk  # it sets the Pulse side up

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TARGET_DIR = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
 PULSE = TARGET_DIR / "release" / "pulse"
 LOADGEN = TARGET_DIR / "release" / "examples" / "loadgen"
+CONCURRENCY_SMOKE = (1, 8)
 FEATURES = 32
 CONCURRENCY = (1, 2, 4, 8, 16, 32, 64)
 
@@ -53,6 +54,24 @@ def wait_port(port: int, timeout: float = 120) -> None:
         except OSError:
             time.sleep(0.2)
     raise RuntimeError(f"nothing listens on {port}")
+
+
+def wait_http(url: str, body: Path, timeout: float = 180) -> None:
+    """Until the server answers a real request (workers load after the port opens)."""
+    import urllib.request
+
+    deadline = time.time() + timeout
+    while True:
+        try:
+            req = urllib.request.Request(url, data=body.read_bytes(), headers={"content-type": "application/json"})
+            with urllib.request.urlopen(req, timeout=5) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.time() > deadline:
+            raise RuntimeError(f"{url} does not answer")
+        time.sleep(0.5)
 
 
 def data(rows: int = 50_000, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
@@ -140,7 +159,8 @@ def sklearn_models(x: np.ndarray, y: np.ndarray, tmp: Path) -> dict[str, Path]:
                         ("mlp", MLPClassifier(hidden_layer_sizes=(16,), max_iter=20, random_state=1))):
         model.fit(x, y)
         d = tmp / f"mlflow-{name}"
-        mlflow.sklearn.save_model(model, str(d))
+        trusted = ["sklearn.neural_network._stochastic_optimizers.AdamOptimizer"] if name == "mlp" else None
+        mlflow.sklearn.save_model(model, str(d), skops_trusted_types=trusted)
         s = tmp / f"mlserver-{name}"
         s.mkdir()
         joblib.dump(model, s / "model.joblib")
@@ -154,7 +174,12 @@ def sklearn_models(x: np.ndarray, y: np.ndarray, tmp: Path) -> dict[str, Path]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--smoke", action="store_true", help="debug builds, two concurrency levels: checks the driver only")
     args = ap.parse_args()
+    global PULSE, LOADGEN, CONCURRENCY
+    if args.smoke:
+        PULSE, LOADGEN = TARGET_DIR / "debug" / "pulse", TARGET_DIR / "debug" / "examples" / "loadgen"
+        CONCURRENCY = CONCURRENCY_SMOKE
     for b in (PULSE, LOADGEN):
         if not b.is_file():
             sys.exit(f"build first: cargo build --release -p pulse -p pulse-inference --example loadgen ({b})")
@@ -187,12 +212,13 @@ def main() -> None:
             mlflow_dir, mlserver_dir = models[model]
             port = free_port()
             bin_dir = Path(sys.executable).parent
+            # MLflow starts uvicorn by name: the venv's bin must be on PATH.
+            env = dict(os.environ, PATH=f"{bin_dir}:{os.environ.get('PATH', '')}")
             mf = subprocess.Popen([str(bin_dir / "mlflow"), "models", "serve", "-m", str(mlflow_dir), "--env-manager",
                                    "local", "-h", "127.0.0.1", "-p", str(port), "-w", "2"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
             try:
-                wait_port(port)
-                time.sleep(2)
+                wait_http(f"http://127.0.0.1:{port}/invocations", tmp / "mlflow.json")
                 rows.append(measure("MLflow (2 workers)", ["--target", "http", "--addr", f"127.0.0.1:{port}",
                                                             "--path", "/invocations", "--body-file",
                                                             str(tmp / "mlflow.json")], args.seconds))
@@ -203,10 +229,9 @@ def main() -> None:
             (mlserver_dir / "settings.json").write_text(json.dumps(
                 {"http_port": http, "grpc_port": grpc, "metrics_port": free_port(), "host": "127.0.0.1"}))
             ms = subprocess.Popen([str(bin_dir / "mlserver"), "start", str(mlserver_dir)],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
             try:
-                wait_port(http)
-                time.sleep(3)
+                wait_http(f"http://127.0.0.1:{http}/v2/models/{model}/infer", tmp / "v2.json")
                 rows.append(measure("MLServer", ["--target", "http", "--addr", f"127.0.0.1:{http}", "--path",
                                                  f"/v2/models/{model}/infer", "--body-file", str(tmp / "v2.json")],
                                     args.seconds))
