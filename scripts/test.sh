@@ -137,7 +137,8 @@ case "$what" in
 assert tuple(map(int, uvloop.__version__.split(".")[:2])) < (0, 22)' 2>/dev/null \
       || "$VENV/bin/pip" install --quiet numpy scikit-learn mlflow mlserver mlserver-sklearn "uvloop<0.22" \
       || die "pip could not install mlflow, mlserver and mlserver-sklearn"
-    cargo build --release -p pulse -p pulse-inference --example loadgen
+    cargo build --release -p pulse --bin pulse
+    cargo build --release -p pulse-inference --example loadgen
     build_sdk  # it sets the Pulse side up
     "$VENV/bin/python" bench/inference/bench.py "${@:2}" ;;
   *) die "unknown target $what" ;;

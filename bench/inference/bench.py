@@ -182,7 +182,7 @@ def main() -> None:
         CONCURRENCY = CONCURRENCY_SMOKE
     for b in (PULSE, LOADGEN):
         if not b.is_file():
-            sys.exit(f"build first: cargo build --release -p pulse -p pulse-inference --example loadgen ({b})")
+            sys.exit(f"build first: cargo build --release -p pulse --bin pulse; cargo build --release -p pulse-inference --example loadgen ({b})")
     x, y = data()
     row = [round(float(v), 6) for v in x[0]]
     results: dict[str, list[dict]] = {}
