@@ -28,7 +28,7 @@ fn arg(args: &[String], name: &str, default: &str) -> String {
 enum Target {
     Pulse { client: pulse_client::Client, rows: Arc<Vec<inf::Row>>, model: String },
     Empty { channel: tonic::transport::Channel },
-    Http { client: HttpClient<HttpConnector, Full<Bytes>>, uri: String, body: Bytes },
+    Http { client: Box<HttpClient<HttpConnector, Full<Bytes>>>, uri: String, body: Bytes },
 }
 
 impl Target {
@@ -110,7 +110,7 @@ async fn targets(args: &[String], addr: &str) -> Vec<Target> {
             let client =
                 HttpClient::builder(hyper_util::rt::TokioExecutor::new()).pool_max_idle_per_host(1024).build(connector);
             let uri = format!("http://{addr}{}", arg(args, "--path", "/invocations"));
-            vec![Target::Http { client, uri, body: Bytes::from(body) }]
+            vec![Target::Http { client: Box::new(client), uri, body: Bytes::from(body) }]
         }
         other => panic!("unknown --target {other}"),
     }
