@@ -259,6 +259,31 @@ async fn predict_feedback_swap_canary_and_shadow() {
     let e = code(client.predict_batch(too_many).await.unwrap_err());
     assert!(e.0 == Code::InvalidArgument && e.1.contains("limit of 100"), "{}", e.1);
 
+    // A bidirectional stream: every request answered once, matched by id; a
+    // bad one gets its error in its answer and the stream stays open.
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let mut answers = client.predict_stream(rx).await.unwrap();
+    let mut bad_row = row(1, Some(30.0), "pro");
+    bad_row.features.remove("plan");
+    for (id, r) in [("a", row(5, Some(30.0), "basic")), ("b", bad_row), ("c", row(40, None, "pro"))] {
+        tx.send(inf::PredictStreamRequest { request_id: id.into(), request: Some(predict("churn", r)) }).await.unwrap();
+    }
+    drop(tx);
+    let mut got = BTreeMap::new();
+    while let Some(a) = answers.message().await.unwrap() {
+        got.insert(a.request_id.clone(), a.result.unwrap());
+    }
+    assert_eq!(got.len(), 3);
+    assert!(matches!(&got["a"], inf::predict_stream_response::Result::Prediction(p) if p.id.starts_with("prd_")));
+    assert!(matches!(&got["c"], inf::predict_stream_response::Result::Prediction(_)));
+    match &got["b"] {
+        inf::predict_stream_response::Result::Error(e) => {
+            assert_eq!(e.code, "INVALID_ARGUMENT");
+            assert_eq!((e.problems[0].feature.as_str(), e.problems[0].problem.as_str()), ("plan", "missing"));
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+
     // Concurrent single predictions are coalesced into fewer model calls.
     let before = sb.metrics().await;
     let calls = |page: &str| -> f64 {
