@@ -79,6 +79,13 @@ ALTER TABLE records ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX records_claim ON records (kind, status, lease_until, created_at);
 ";
 
+/// The migrations of a service that keeps records and claims jobs from
+/// them (snapshot, trainer).
+pub static JOB_QUEUE_MIGRATIONS: &[crate::store::Migration] = &[
+    crate::store::Migration { version: 1, description: "records and events", postgres: POSTGRES, sqlite: SQLITE },
+    crate::store::Migration { version: 2, description: "job leases", postgres: LEASES_POSTGRES, sqlite: LEASES_SQLITE },
+];
+
 /// One stored record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {

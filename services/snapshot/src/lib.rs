@@ -24,20 +24,7 @@ pub use grpc::SnapshotGrpc;
 
 pub const SCHEMA: &str = "snapshot";
 
-pub static MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        description: "records and events",
-        postgres: pulse_common::records::POSTGRES,
-        sqlite: pulse_common::records::SQLITE,
-    },
-    Migration {
-        version: 2,
-        description: "job leases",
-        postgres: pulse_common::records::LEASES_POSTGRES,
-        sqlite: pulse_common::records::LEASES_SQLITE,
-    },
-];
+pub static MIGRATIONS: &[Migration] = pulse_common::records::JOB_QUEUE_MIGRATIONS;
 
 /// Opens the snapshot service's state and starts its extraction workers
 /// (`extraction_workers` of them).

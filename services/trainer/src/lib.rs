@@ -28,20 +28,7 @@ pub use grpc::TrainerGrpc;
 
 pub const SCHEMA: &str = "trainer";
 
-pub static MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        description: "records and events",
-        postgres: pulse_common::records::POSTGRES,
-        sqlite: pulse_common::records::SQLITE,
-    },
-    Migration {
-        version: 2,
-        description: "job leases",
-        postgres: pulse_common::records::LEASES_POSTGRES,
-        sqlite: pulse_common::records::LEASES_SQLITE,
-    },
-];
+pub static MIGRATIONS: &[Migration] = pulse_common::records::JOB_QUEUE_MIGRATIONS;
 
 /// Opens the trainer's state and, with `workers`, starts its training
 /// workers (`training_workers` of them; 0 serves the API only). Inference

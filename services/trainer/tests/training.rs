@@ -5,11 +5,10 @@
 
 use std::time::{Duration, Instant};
 
+use pulse_client::testing::{snapshot_csv, wait_training as wait};
 use pulse_client::{Client, ClientError};
 use pulse_common::testing::Sandbox;
 use pulse_proto::common::v1::{DatasetVersionRef, JobStatus, ModelVersionRef};
-use pulse_proto::datasource::v1 as ds;
-use pulse_proto::snapshot::v1 as sn;
 use pulse_proto::tonic::Code;
 use pulse_proto::trainer::v1 as tr;
 
@@ -90,64 +89,6 @@ rules:
 promotion:
   min_metrics: {roc_auc: 0.7}
 ";
-
-async fn wait(client: &Client, job_id: &str) -> tr::TrainingJob {
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let job = client.get_training_job(job_id).await.unwrap();
-        let status = JobStatus::try_from(job.status).unwrap();
-        if matches!(status, JobStatus::Succeeded | JobStatus::Failed | JobStatus::Canceled) {
-            return job;
-        }
-        assert!(Instant::now() < deadline, "training did not finish: {job:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Registers the CSV directory and snapshots `file` as `dataset` v1.
-async fn snapshot_csv(client: &Client, dir: &std::path::Path, file: &str, dataset: &str) -> DatasetVersionRef {
-    let d = client
-        .register_datasource(
-            ds::RegisterDatasourceRequest {
-                name: format!("{dataset}-files"),
-                connector: ds::ConnectorKind::ObjectStorage as i32,
-                connection: Some(ds::ConnectionSpec {
-                    spec: Some(ds::connection_spec::Spec::ObjectStorage(ds::ObjectStorageConnection {
-                        uri: format!("file://{}/", dir.display()),
-                        ..Default::default()
-                    })),
-                }),
-                allowlist: Some(ds::Allowlist { paths: vec![file.into()], ..Default::default() }),
-                ..Default::default()
-            },
-            "",
-        )
-        .await
-        .unwrap();
-    let job = client
-        .start_extraction(
-            sn::StartExtractionRequest {
-                datasource_id: d.id,
-                object: file.into(),
-                dataset: dataset.into(),
-                mode: sn::ExtractionMode::Full as i32,
-                ..Default::default()
-            },
-            "",
-        )
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let j = client.get_extraction_job(&job.id).await.unwrap();
-        if j.status == JobStatus::Succeeded as i32 {
-            return j.result.unwrap();
-        }
-        assert!(j.status != JobStatus::Failed as i32, "{j:?}");
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 fn params(pairs: &[(&str, prost_types::Value)]) -> prost_types::Struct {
     prost_types::Struct { fields: pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect() }
