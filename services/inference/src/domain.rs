@@ -17,7 +17,7 @@ use pulse_common::time::{now_millis, to_proto};
 use pulse_proto::common::v1::{ModelVersionRef, PageResponse};
 use pulse_proto::inference::v1 as pb;
 use pulse_proto::inference::v1::ServingRole;
-use pulse_proto::trainer::v1::{ModelStage, Task};
+use pulse_proto::trainer::v1::ModelStage;
 use pulse_trainer::Trainer;
 use pulse_trainer::artifact::Scorer;
 
@@ -72,6 +72,12 @@ struct CacheKey {
     model: String,
     version: u64,
     input: String,
+}
+
+impl CacheKey {
+    fn new(tenant: &str, m: &LoadedModel, row: &ValidRow) -> Self {
+        Self { tenant: tenant.to_string(), model: m.model.clone(), version: m.version, input: row.input_sha256.clone() }
+    }
 }
 
 #[derive(Clone)]
@@ -337,12 +343,7 @@ impl Inference {
         row: &ValidRow,
         bypass: bool,
     ) -> Result<(Output, bool), InferenceError> {
-        let key = CacheKey {
-            tenant: tenant.to_string(),
-            model: route.model.model.clone(),
-            version: route.model.version,
-            input: row.input_sha256.clone(),
-        };
+        let key = CacheKey::new(tenant, &route.model, row);
         let cache_label = |r: &str| self.inner.metrics.cache.with_label_values(&[&route.model.model, r]).inc();
         if let Some(cache) = &self.inner.cache
             && !bypass
@@ -487,12 +488,7 @@ impl Inference {
         let mut outputs: Vec<Option<(Output, bool)>> = vec![None; valid.len()];
         let mut todo = Vec::new();
         for (i, v) in valid.iter().enumerate() {
-            let key = CacheKey {
-                tenant: tenant.to_string(),
-                model: r.model.clone(),
-                version: route.model.version,
-                input: v.input_sha256.clone(),
-            };
+            let key = CacheKey::new(tenant, &route.model, v);
             match self.inner.cache.as_ref().filter(|_| !r.bypass_cache).and_then(|c| c.get(&key)) {
                 Some(hit) => outputs[i] = Some((hit, true)),
                 None => todo.push(i),
@@ -507,15 +503,7 @@ impl Inference {
         self.record_outcome(&s, &route, latency, result.as_ref().err());
         for (i, out) in todo.iter().zip(result?) {
             if let Some(cache) = &self.inner.cache {
-                cache.insert(
-                    CacheKey {
-                        tenant: tenant.to_string(),
-                        model: r.model.clone(),
-                        version: route.model.version,
-                        input: valid[*i].input_sha256.clone(),
-                    },
-                    out.clone(),
-                );
+                cache.insert(CacheKey::new(tenant, &route.model, &valid[*i]), out.clone());
             }
             outputs[*i] = Some((out, false));
         }
@@ -879,19 +867,6 @@ impl Inference {
             cache_entries: self.inner.cache.as_ref().map(|c| c.len() as u64).unwrap_or(0),
             cache_hit_ratio: if hits + misses == 0 { 0.0 } else { hits as f64 / (hits + misses) as f64 },
         }
-    }
-
-    /// Trips a model's breaker now (operators, and tests of the fallback).
-    pub async fn trip(&self, tenant: &str, model: &str, reason: &str) -> Result<(), InferenceError> {
-        let s = self.serving(tenant, model).await?;
-        s.breaker.trip(Instant::now(), reason);
-        self.set_breaker_gauge(&s);
-        Ok(())
-    }
-
-    pub fn task_of(&self, tenant: &str, model: &str) -> Option<Task> {
-        let key = (tenant.to_string(), model.to_string());
-        self.inner.models.read().ok()?.get(&key).and_then(|s| ModelServing::get(&s.primary)).map(|m| m.task)
     }
 }
 

@@ -10,10 +10,9 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
 
 use pulse_proto::inference::v1 as pb;
-use pulse_proto::trainer::v1::{Contract, FeatureType, Task};
+use pulse_proto::trainer::v1::{Contract, FeatureType};
 use pulse_trainer::artifact::{Predictions, Scorer};
 
 use crate::batcher::{BatchObserver, Batcher, BatcherConfig, SubmitError};
@@ -55,7 +54,6 @@ pub struct LoadedModel {
     pub version: u64,
     pub artifact_sha256: String,
     pub contract: Arc<Contract>,
-    pub task: Task,
     batcher: Batcher<Vec<Cell>, Answer>,
     pub in_flight: AtomicU64,
     pub loaded_at: chrono::DateTime<chrono::Utc>,
@@ -77,7 +75,6 @@ impl LoadedModel {
         batching: BatcherConfig,
         observer: Arc<dyn BatchObserver>,
     ) -> Self {
-        let task = scorer.artifact().task();
         let artifact_sha256 = String::new();
         let contract = Arc::new(contract);
         let scorer = Arc::new(scorer);
@@ -88,7 +85,6 @@ impl LoadedModel {
             version,
             artifact_sha256,
             contract,
-            task,
             batcher,
             in_flight: AtomicU64::new(0),
             loaded_at: pulse_common::time::now_millis(),
@@ -154,9 +150,7 @@ impl LoadedModel {
             .features
             .iter()
             .map(|f| match FeatureType::try_from(f.r#type).unwrap_or(FeatureType::Unspecified) {
-                FeatureType::Float => {
-                    Cell::Float(f.min.unwrap_or(0.0).max(f.min.unwrap_or(f64::MIN)).min(f.max.unwrap_or(f64::MAX)))
-                }
+                FeatureType::Float => Cell::Float(f.min.unwrap_or(0.0).min(f.max.unwrap_or(f64::MAX))),
                 FeatureType::Int => Cell::Int(f.min.unwrap_or(0.0).min(f.max.unwrap_or(f64::MAX)) as i64),
                 FeatureType::Bool => Cell::Bool(false),
                 _ => Cell::Category(f.categories.first().cloned().unwrap_or_else(|| "warmup".to_string())),
@@ -258,9 +252,5 @@ impl ModelServing {
 
     pub fn production_version(&self) -> u64 {
         Self::get(&self.primary).map(|m| m.version).unwrap_or(0)
-    }
-
-    pub fn now() -> Instant {
-        Instant::now()
     }
 }
