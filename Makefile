@@ -56,3 +56,17 @@ clippy:
 ## Forget the local state of `make up` (embedded database, objects, keys).
 clean-state:
 	rm -rf .pulse
+
+.PHONY: dev-up dev-down
+
+## The six services as containers with PostgreSQL, MinIO, Prometheus, Grafana (docker-compose.yml).
+dev-up:
+	docker compose up -d --build
+	@echo "gRPC:       datasource :50051  snapshot :50052  trainer :50053  inference :50054  lineage :50055  drift :50056"
+	@echo "metrics:    http://localhost:9464/metrics ... :9469 (same order)"
+	@echo "prometheus: http://localhost:9090   grafana: http://localhost:3000   minio console: http://localhost:9001"
+	@echo "postgres:   postgres://pulse:pulse@localhost:5433/pulse   (dev-only credentials: see docker/README.md)"
+
+## Stop the compose stack (data volumes kept; `docker compose down -v` drops them).
+dev-down:
+	docker compose down

@@ -74,6 +74,21 @@ need_s3() {
   export AWS_REGION=${AWS_REGION:-us-east-1}
 }
 
+# Deployment files: Prometheus rules and their unit tests (promtool),
+# dashboards, Terraform (python-hcl2, checkov) and the compose file and
+# Dockerfile against the settings the code reads.
+infra_checks() {
+  need_venv
+  "$VENV/bin/python" -c 'import yaml' 2>/dev/null || "$VENV/bin/pip" install --quiet pyyaml \
+    || die "pip could not install pyyaml"
+  say "observability: promtool check config/rules, rule unit tests, dashboards"
+  bash scripts/check_observability.sh
+  say "terraform: parse every file, checkov"
+  bash scripts/check_terraform.sh
+  say "docker: compose file and Dockerfile against the configuration"
+  "$VENV/bin/python" scripts/check_docker.py
+}
+
 rust_tests() {
   need_cargo; need_postgres; need_s3
   say "formatting and lints"
@@ -99,7 +114,8 @@ python_tests() {
 }
 
 case "$what" in
-  all) rust_tests; python_tests ;;
+  all) infra_checks; rust_tests; python_tests ;;
+  infra) infra_checks ;;
   rust) rust_tests ;;
   python) python_tests ;;
   sdk) build_sdk ;;

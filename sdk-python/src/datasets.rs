@@ -44,6 +44,13 @@ fn from_json<M: Message + Default>(name: &str, json: &str) -> Result<M, ClientEr
     M::decode(dynamic.encode_to_vec().as_slice()).map_err(|e| ClientError::InvalidArgument(format!("request: {e}")))
 }
 
+/// The prediction log of a window (an `ExportPredictionsRequest` as JSON)
+/// as Arrow IPC bytes.
+pub async fn export_predictions(client: Client, request_json: String) -> Result<Vec<u8>, ClientError> {
+    let req: inf::ExportPredictionsRequest = from_json("pulse.inference.v1.ExportPredictionsRequest", &request_json)?;
+    client.export_predictions(req).await
+}
+
 /// Encodes an answer as proto3 JSON with snake_case names, enum names, and
 /// 64-bit integers as numbers.
 fn to_json<M: Message>(name: &str, msg: &M) -> Result<String, ClientError> {

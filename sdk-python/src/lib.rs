@@ -781,6 +781,16 @@ impl PyClient {
         Ok((r.dataset_id, r.version, sha, pyo3::types::PyBytes::new(py, &ipc)))
     }
 
+    /// The prediction log of a window (request as JSON) as Arrow IPC bytes.
+    fn export_predictions<'py>(
+        &self,
+        py: Python<'py>,
+        request_json: String,
+    ) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+        let ipc = self.run(py, |c| datasets::export_predictions(c, request_json))?;
+        Ok(pyo3::types::PyBytes::new(py, &ipc))
+    }
+
     /// Saves a checkpoint streamed from `path` or `data`; answers its JSON.
     #[pyo3(signature = (header_json, path=None, data=None, idempotency_key=String::new()))]
     fn save_checkpoint(

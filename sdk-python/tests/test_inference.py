@@ -75,3 +75,113 @@ def test_predict_batch_feedback_canary_and_shadow(client: pulse.Client, churn, s
     assert client.get_prediction(primary.id).shadow.model_version["version"] == number
     status = client.serving_status(model)[0]
     assert status.production_version == 1 and status.breaker.state == "BREAKER_STATE_CLOSED"
+
+
+def test_promotion_under_load_loses_nothing_and_the_log_exports(client: pulse.Client, churn, served: str) -> None:
+    """A promotion while four threads predict: no request fails, answers move
+    from version 1 to version 2, and every answer is in the exported log."""
+    import datetime
+    import threading
+
+    model = served
+    dataset, version, _ = churn
+    started = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=1)
+    v2 = client.train(dataset, version, model=model, params={"epochs": 3}, seed=4).wait(timeout=300, progress=False)
+    stop = threading.Event()
+    answers: list[tuple[str, int]] = []
+    errors: list[BaseException] = []
+
+    def load(worker: int) -> None:
+        i = 0
+        while not stop.is_set():
+            row = {"tenure": (worker * 7 + i) % 60, "spend": 40.0 + i % 50, "plan": "pro" if i % 2 else "basic"}
+            try:
+                p = client.predict(model, row, bypass_cache=True)
+                answers.append((p.id, p.model_version["version"]))
+            except BaseException as e:  # noqa: BLE001 - every failure counts
+                errors.append(e)
+            i += 1
+
+    threads = [threading.Thread(target=load, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.5)
+        assert client.promote(model, v2.model_version, force=True).promoted
+        deadline = time.time() + 15
+        while not any(v == v2.model_version["version"] for _, v in answers[-50:]):
+            assert time.time() < deadline, "the new version never answered"
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert errors == [], errors[:3]
+    versions = [v for _, v in answers]
+    assert versions.count(1) > 0 and versions.count(v2.model_version["version"]) > 0
+    # Once the new version answered, the old one no longer does.
+    first_new = versions.index(v2.model_version["version"])
+    assert versions[first_new:].count(1) <= 8, "in-flight requests only"
+
+    table = client.export_predictions(model, since=started)
+    ids = set(table.column("prediction_id").to_pylist())
+    assert {i for i, _ in answers} <= ids, "every answered prediction is in the log"
+    assert table.schema.field("tenure").type == pa.int64() and table.schema.field("plan").type == pa.string()
+    assert set(table.column("version").to_pylist()) >= {1, v2.model_version["version"]}
+    newest = client.export_predictions(model, since=started, last_n=5)
+    assert newest.num_rows == 5
+    with pytest.raises(pulse.InvalidArgument, match="from"):
+        client._native.export_predictions('{"model": "%s"}' % model)
+
+
+REGRESSION = """
+model: {model}
+task: regression
+target: {{name: spend, type: float}}
+features:
+  - {{name: visits, type: float, min: 0}}
+"""
+
+
+def test_a_failing_model_trips_the_breaker_and_recovers(client: pulse.Client, tmp_path, uid: str) -> None:
+    """A model that overflows fails loudly (INTERNAL, never a non-finite
+    answer); the failures open its circuit (UNAVAILABLE at once, for every
+    input); after the open period a good request closes it again."""
+    csv = tmp_path / "spend.csv"
+    csv.write_text("visits,spend\n" + "".join(f"{(i % 50) / 5},{3 * (i % 50) / 5 + (i % 7) * 0.1}\n" for i in range(300)))
+    model = f"spend-{uid}"
+    ds = client.register_datasource(model, kind="object_storage", uri=f"file://{csv}")
+    ver = client.create_snapshot(ds.id, source="spend.csv", dataset=model).wait(timeout=120, progress=False)
+    client.register_contract(REGRESSION.format(model=model))
+    run = client.train(ver.dataset_id, ver.version, model=model, algorithm="linear_regression", seed=1).wait(
+        timeout=300, progress=False
+    )
+    assert client.promote(model, run.model_version, force=True).promoted
+    assert abs(client.predict(model, {"visits": 4.0}).value - 12.0) < 2.0
+
+    failures = 0
+    while True:
+        try:
+            client.predict(model, {"visits": 1e300}, bypass_cache=True)
+            raise AssertionError("an overflowing model answered")
+        except pulse.Internal as e:
+            assert "non-finite" in str(e)
+            failures += 1
+            assert failures <= 20, "20 outcomes at >= 50% errors open the circuit"
+        except pulse.Unavailable:
+            break
+    assert failures >= 10
+    with pytest.raises(pulse.Unavailable, match="circuit"):
+        client.predict(model, {"visits": 4.0}, bypass_cache=True)
+    assert client.serving_status(model)[0].breaker.state == "BREAKER_STATE_OPEN"
+    deadline = time.time() + 15
+    while True:
+        try:
+            p = client.predict(model, {"visits": 4.0}, bypass_cache=True)
+            break
+        except pulse.Unavailable:
+            assert time.time() < deadline, "the circuit never closed"
+            time.sleep(0.25)
+    assert abs(p.value - 12.0) < 2.0
+    assert client.serving_status(model)[0].breaker.state == "BREAKER_STATE_CLOSED"

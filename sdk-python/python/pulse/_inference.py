@@ -3,6 +3,7 @@ the prediction log, ground-truth feedback, and canary and shadow routing."""
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Mapping
 
@@ -165,6 +166,35 @@ class InferenceMixin:
         answer = _call(self._native, "list_predictions", req)
         return [_plain(Prediction(p)) for p in answer.get("predictions", [])]
 
+    def export_predictions(
+        self,
+        model: str,
+        since: Any,
+        until: Any = None,
+        version: int = 0,
+        role: str = "",
+        last_n: int = 0,
+        with_feedback: bool = False,
+    ) -> Any:
+        """The prediction log of ``model`` from ``since`` (a ``datetime`` or
+        an RFC 3339 string) to ``until`` (default now) as a ``pyarrow.Table``,
+        newest first: ``prediction_id``, ``created_at``, ``model``,
+        ``version``, ``role``, ``label``, ``probability``, ``value``,
+        ``latency_us``, the input and output hashes, one column per contract
+        feature, and ``feedback_label`` / ``feedback_value``. ``role``:
+        ``""`` (answers returned to callers), ``primary``, ``canary``,
+        ``shadow``, ``fallback``; ``last_n`` keeps the newest rows only."""
+        import pyarrow as pa
+
+        req: dict[str, Any] = {"model": model, "version": int(version), "from": _timestamp(since),
+                               "last_n": int(last_n), "with_feedback": with_feedback}
+        if until is not None:
+            req["to"] = _timestamp(until)
+        if role:
+            req["role"] = "SERVING_ROLE_" + role.upper()
+        ipc = self._native.export_predictions(json.dumps(req))
+        return pa.ipc.open_stream(pa.py_buffer(ipc)).read_all()
+
     def set_traffic(
         self,
         model: str,
@@ -195,3 +225,16 @@ class InferenceMixin:
         """Loads the model's current production version now (answers once it
         is warm)."""
         return _call(self._native, "refresh_model", {"model": model})
+
+
+def _timestamp(t: Any) -> str:
+    """RFC 3339 for a ``datetime`` (naive means UTC) or a string as given."""
+    import datetime as _dt
+
+    if isinstance(t, str):
+        return t
+    if isinstance(t, _dt.datetime):
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=_dt.timezone.utc)
+        return t.astimezone(_dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    raise TypeError(f"expected a datetime or an RFC 3339 string, got {type(t).__name__}")

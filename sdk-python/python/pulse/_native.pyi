@@ -282,6 +282,7 @@ class Client:
         self, header_json: str, path: str | None = None, data: bytes | None = None, idempotency_key: str = ""
     ) -> str:
         """Streams a checkpoint from ``path`` or ``data``; the ``Checkpoint`` as JSON."""
+    def export_predictions(self, request_json: str) -> bytes: ...
     def load_checkpoint(self, request_json: str, path: str | None = None) -> tuple[str, bytes | None]:
         """``(checkpoint_json, bytes)``, or ``(checkpoint_json, None)`` when written to ``path``."""
 

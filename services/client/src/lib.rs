@@ -50,6 +50,49 @@ pub fn edge(from_id: &str, to_id: &str) -> lineage::Edge {
 
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:50051";
 
+/// A channel endpoint for a Pulse address (`host:port`, `http://…` or
+/// `https://…`), with TLS verified against `ca_pem` when given. Used by the
+/// client and by services that call one another.
+pub fn channel_endpoint(endpoint: &str, ca_pem: Option<&[u8]>) -> Result<Endpoint> {
+    use pulse_proto::tonic::transport::{Certificate, ClientTlsConfig};
+    let url = if endpoint.contains("://") { endpoint.to_string() } else { format!("http://{endpoint}") };
+    let mut ep = Endpoint::from_shared(url)
+        .map_err(|e| ClientError::InvalidArgument(format!("endpoint '{endpoint}': {e}")))?
+        .connect_timeout(Duration::from_secs(10))
+        .tcp_nodelay(true);
+    if ep.uri().scheme_str() == Some("https") {
+        install_tls_provider();
+        let tls = match ca_pem {
+            Some(pem) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)),
+            None => ClientTlsConfig::new().with_native_roots(),
+        };
+        ep =
+            ep.tls_config(tls).map_err(|e| ClientError::InvalidArgument(format!("endpoint '{endpoint}': TLS: {e}")))?;
+    }
+    Ok(ep)
+}
+
+/// Selects rustls's crypto provider for the process (the dependency tree
+/// enables two, so rustls cannot pick one itself). Idempotent; called before
+/// any TLS is set up, client or server side.
+pub fn install_tls_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Another library may have installed one first; either works.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// The CA certificate named by `PULSE_TLS_CA`, if set.
+pub fn tls_ca_from_env() -> Result<Option<Vec<u8>>> {
+    match std::env::var_os("PULSE_TLS_CA") {
+        None => Ok(None),
+        Some(path) => std::fs::read(&path).map(Some).map_err(|e| {
+            ClientError::InvalidArgument(format!("PULSE_TLS_CA names {}: {e}", std::path::Path::new(&path).display()))
+        }),
+    }
+}
+
 /// The largest answer the client accepts (a bounded 10,000-node trace).
 const MAX_ANSWER_BYTES: usize = 128 * 1024 * 1024;
 
@@ -69,12 +112,19 @@ pub struct Client {
 impl Client {
     /// Connects to `endpoint` (e.g. `http://localhost:50051`). The API key
     /// is sent as `authorization: Bearer <key>` on every call.
+    ///
+    /// An `https://` endpoint is verified against the CA certificate in the
+    /// PEM file named by `PULSE_TLS_CA` when it is set, else the system's
+    /// roots.
     pub async fn connect(endpoint: &str, api_key: Option<&str>) -> Result<Self> {
+        let ca = tls_ca_from_env()?;
+        Self::connect_with_ca(endpoint, api_key, ca.as_deref()).await
+    }
+
+    /// [`Client::connect`] trusting `ca_pem` (a PEM CA certificate) for TLS.
+    pub async fn connect_with_ca(endpoint: &str, api_key: Option<&str>, ca_pem: Option<&[u8]>) -> Result<Self> {
         let url = if endpoint.contains("://") { endpoint.to_string() } else { format!("http://{endpoint}") };
-        let channel = Endpoint::from_shared(url.clone())
-            .map_err(|e| ClientError::InvalidArgument(format!("endpoint '{endpoint}': {e}")))?
-            .connect_timeout(Duration::from_secs(10))
-            .tcp_nodelay(true)
+        let channel = channel_endpoint(&url, ca_pem)?
             .connect()
             .await
             .map_err(|e| ClientError::Connect { endpoint: url.clone(), reason: error::source_chain(&e) })?;
@@ -645,7 +695,33 @@ fn snapshot_client(channel: Channel) -> SnapshotServiceClient<Channel> {
 }
 
 impl Client {
-    // ---- inference ---------------------------------------------------------
+    /// `grpc.health.v1` for `service` ("" is the whole server): true when
+    /// it is SERVING. Needs no API key.
+    pub async fn health(&self, service: &str) -> Result<bool> {
+        use tonic_health::pb::health_check_response::ServingStatus;
+        let req = tonic_health::pb::HealthCheckRequest { service: service.to_string() };
+        let answer =
+            self.call(req, None, |ch, r| async move {
+                tonic_health::pb::health_client::HealthClient::new(ch).check(r).await
+            })
+            .await?;
+        Ok(answer.status() == ServingStatus::Serving)
+    }
+
+    // ---- inference -------------------------------------------------------
+
+    /// The prediction log of a window as one Arrow IPC stream.
+    pub async fn export_predictions(&self, req: inference::ExportPredictionsRequest) -> Result<Vec<u8>> {
+        use futures::StreamExt;
+        let mut stream =
+            inference_client(self.channel.clone()).export_predictions(self.request(req, None)?).await?.into_inner();
+        let mut ipc = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            ipc.extend_from_slice(&chunk?.arrow_ipc);
+        }
+        Ok(ipc)
+    }
+
     // Predictions are not mutations: a retry is a new prediction.
 
     pub async fn predict(&self, req: inference::PredictRequest) -> Result<inference::Prediction> {
@@ -708,4 +784,59 @@ fn inference_client(channel: Channel) -> InferenceServiceClient<Channel> {
 
 fn trainer_client(channel: Channel) -> TrainerServiceClient<Channel> {
     TrainerServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024)
+}
+
+// ---- drift ----
+
+use pulse_proto::drift::v1 as drift;
+use pulse_proto::drift::v1::drift_service_client::DriftServiceClient;
+
+fn drift_client(channel: Channel) -> DriftServiceClient<Channel> {
+    DriftServiceClient::new(channel).max_decoding_message_size(MAX_ANSWER_BYTES)
+}
+
+impl Client {
+    /// Compares a window of the prediction log (or a dataset version) with
+    /// the model version's baseline; stores the report unless `dry_run`.
+    pub async fn check_drift(&self, req: drift::CheckDriftRequest) -> Result<drift::DriftReport> {
+        self.call(req, Some(""), |ch, r| async move { drift_client(ch).check_drift(r).await }).await
+    }
+
+    pub async fn list_drift_reports(
+        &self,
+        req: drift::ListDriftReportsRequest,
+    ) -> Result<drift::ListDriftReportsResponse> {
+        self.call(req, None, |ch, r| async move { drift_client(ch).list_drift_reports(r).await }).await
+    }
+
+    pub async fn get_drift_report(&self, report_id: &str) -> Result<drift::DriftReport> {
+        let msg = drift::GetDriftReportRequest { report_id: report_id.into() };
+        self.call(msg, None, |ch, r| async move { drift_client(ch).get_drift_report(r).await }).await
+    }
+
+    pub async fn set_baseline(&self, req: drift::SetBaselineRequest) -> Result<drift::Baseline> {
+        self.call(req, Some(""), |ch, r| async move { drift_client(ch).set_baseline(r).await }).await
+    }
+
+    /// `version` 0 is the production version.
+    pub async fn get_baseline(&self, model: &str, version: u64) -> Result<drift::Baseline> {
+        let msg = drift::GetBaselineRequest { model: model.into(), version };
+        self.call(msg, None, |ch, r| async move { drift_client(ch).get_baseline(r).await }).await
+    }
+
+    pub async fn set_monitor(&self, monitor: drift::Monitor) -> Result<drift::Monitor> {
+        let msg = drift::SetMonitorRequest { monitor: Some(monitor) };
+        self.call(msg, Some(""), |ch, r| async move { drift_client(ch).set_monitor(r).await }).await
+    }
+
+    pub async fn get_monitor(&self, model: &str) -> Result<drift::Monitor> {
+        let msg = drift::GetMonitorRequest { model: model.into() };
+        self.call(msg, None, |ch, r| async move { drift_client(ch).get_monitor(r).await }).await
+    }
+
+    pub async fn list_monitors(&self, page_token: &str, page_size: u32) -> Result<drift::ListMonitorsResponse> {
+        let page = pulse_proto::common::v1::PageRequest { page_size, page_token: page_token.into() };
+        let msg = drift::ListMonitorsRequest { page: Some(page) };
+        self.call(msg, None, |ch, r| async move { drift_client(ch).list_monitors(r).await }).await
+    }
 }

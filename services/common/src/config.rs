@@ -118,6 +118,29 @@ pub struct Config {
     /// How long it stays open before probes go through, in milliseconds.
     /// Default 5000.
     pub inference_breaker_open_ms: u64,
+    /// Where the other services are, when this process does not host them
+    /// (`pulse serve <service>`): e.g. `http://trainer:50051`. Unset: the
+    /// service is hosted in this process (`pulse up`) or, when it is not,
+    /// reached at `listen`'s address.
+    pub datasource_url: Option<String>,
+    /// See `datasource_url`.
+    pub snapshot_url: Option<String>,
+    /// See `datasource_url`.
+    pub trainer_url: Option<String>,
+    /// See `datasource_url`.
+    pub inference_url: Option<String>,
+    /// See `datasource_url`.
+    pub lineage_url: Option<String>,
+    /// See `datasource_url`.
+    pub drift_url: Option<String>,
+    /// PEM certificate chain; with `tls_key`, gRPC is served over TLS.
+    /// Default unset (plain HTTP/2).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate that this process trusts when it calls the other
+    /// services over `https://`. Default unset (the system roots).
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -157,6 +180,15 @@ impl Default for Config {
             inference_breaker_error_rate: 0.5,
             inference_breaker_min_requests: 20,
             inference_breaker_open_ms: 5000,
+            datasource_url: None,
+            snapshot_url: None,
+            trainer_url: None,
+            inference_url: None,
+            lineage_url: None,
+            drift_url: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
         }
     }
 }
@@ -219,6 +251,11 @@ impl Config {
         }
         if self.database_pool_size == 0 {
             return Err(PulseError::Config("database_pool_size must be at least 1".into()));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(PulseError::Config(
+                "tls_cert and tls_key go together: set both to serve TLS, or neither".into(),
+            ));
         }
         if self.max_message_bytes < 1024 {
             return Err(PulseError::Config("max_message_bytes must be at least 1024".into()));

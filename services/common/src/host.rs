@@ -192,7 +192,13 @@ impl Server {
         }
         let sweeper = spawn_idempotency_sweeper(platform.idempotency.clone(), platform.config.idempotency_ttl_hours);
 
-        let server = pulse_proto::tonic::transport::Server::builder()
+        let forward = forward_layer(&platform.config, &names)?;
+        let mut builder = pulse_proto::tonic::transport::Server::builder();
+        if let Some(tls) = tls_config(&platform.config, &platform.metrics)? {
+            builder = builder.tls_config(tls).map_err(|e| PulseError::Config(format!("TLS: {e}")))?;
+        }
+        let server = builder
+            .layer(forward)
             .layer(grpc::metrics::MetricsLayer::new(platform.metrics.rpc.clone()))
             .layer(grpc::auth::AuthLayer::new(platform.auth.clone()))
             .layer(grpc::idempotency::IdempotencyLayer::new(platform.idempotency.clone(), max))
@@ -250,6 +256,72 @@ impl Drop for Server {
             let _ = tx.send(());
         }
     }
+}
+
+/// Reads one service's address from the configuration.
+type AddressOf = fn(&Config) -> &Option<String>;
+
+/// Which configuration setting names where each service runs.
+const PEERS: [(&str, AddressOf); 6] = [
+    ("pulse.datasource.v1.DatasourceService", |c| &c.datasource_url),
+    ("pulse.snapshot.v1.SnapshotService", |c| &c.snapshot_url),
+    ("pulse.trainer.v1.TrainerService", |c| &c.trainer_url),
+    ("pulse.inference.v1.InferenceService", |c| &c.inference_url),
+    ("pulse.lineage.v1.LineageService", |c| &c.lineage_url),
+    ("pulse.drift.v1.DriftService", |c| &c.drift_url),
+];
+
+/// Forwards calls for the services that this process does not host and
+/// whose address is configured.
+fn forward_layer(config: &Config, hosted: &[&str]) -> Result<grpc::forward::ForwardLayer, PulseError> {
+    let ca = match &config.tls_ca {
+        Some(path) => {
+            Some(std::fs::read(path).map_err(|e| PulseError::Config(format!("tls_ca = {}: {e}", path.display())))?)
+        }
+        None => None,
+    };
+    let mut routes = Vec::new();
+    for (name, url_of) in PEERS {
+        let Some(url) = url_of(config).as_deref().filter(|u| !u.is_empty()) else { continue };
+        if hosted.contains(&name) {
+            continue;
+        }
+        let channel = pulse_client::channel_endpoint(url, ca.as_deref())
+            .map_err(|e| PulseError::Config(format!("the address of {name}: {e}")))?
+            .connect_lazy();
+        routes.push((name.to_string(), url.to_string(), channel));
+    }
+    Ok(grpc::forward::ForwardLayer::new(routes))
+}
+
+/// The server's TLS identity when `tls_cert` and `tls_key` are set; the
+/// certificate's expiry goes to `pulse_tls_certificate_expiry_timestamp_seconds`.
+fn tls_config(
+    config: &Config,
+    metrics: &Metrics,
+) -> Result<Option<pulse_proto::tonic::transport::ServerTlsConfig>, PulseError> {
+    use pulse_proto::tonic::transport::{Identity, ServerTlsConfig};
+    let (Some(cert_path), Some(key_path)) = (&config.tls_cert, &config.tls_key) else { return Ok(None) };
+    pulse_client::install_tls_provider();
+    let read = |what: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| PulseError::Config(format!("{what} = {}: {e}", path.display())))
+    };
+    let cert = read("tls_cert", cert_path)?;
+    let key = read("tls_key", key_path)?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&cert)
+        .map_err(|e| PulseError::Config(format!("tls_cert = {}: not a PEM certificate ({e})", cert_path.display())))?;
+    let parsed = pem.parse_x509().map_err(|e| {
+        PulseError::Config(format!("tls_cert = {}: not an X.509 certificate ({e})", cert_path.display()))
+    })?;
+    let expiry = parsed.validity().not_after.timestamp();
+    let gauge = prometheus::IntGauge::new(
+        "pulse_tls_certificate_expiry_timestamp_seconds",
+        "When the served TLS certificate expires (Unix seconds)",
+    )
+    .expect("valid metric");
+    gauge.set(expiry);
+    let _ = metrics.registry.register(Box::new(gauge));
+    Ok(Some(ServerTlsConfig::new().identity(Identity::from_pem(cert, key))))
 }
 
 fn spawn_idempotency_sweeper(store: Arc<dyn IdempotencyStore>, ttl_hours: u64) -> JoinHandle<()> {

@@ -11,6 +11,40 @@ use tokio::net::TcpListener;
 pub struct Metrics {
     pub registry: Registry,
     pub rpc: RpcMetrics,
+    pub jobs: JobMetrics,
+}
+
+/// The job-queue families shared by every service with workers (extraction,
+/// training, pipeline runs), labelled by `kind`.
+#[derive(Clone, Debug)]
+pub struct JobMetrics {
+    /// `pulse_jobs_queued{kind}`: jobs waiting for a worker.
+    pub queued: IntGaugeVec,
+    /// `pulse_jobs_finished_total{kind, status}`: succeeded, failed, canceled.
+    pub finished: IntCounterVec,
+    /// `pulse_jobs_taken_over_total{kind}`: jobs whose worker stopped renewing
+    /// its lease and that another worker resumed.
+    pub taken_over: IntCounterVec,
+}
+
+impl JobMetrics {
+    /// Starts `kind`'s series at zero, so a first failure shows as an
+    /// increase (alerts use `increase()`).
+    pub fn declare(&self, kind: &str) {
+        self.queued.with_label_values(&[kind]).set(0);
+        for status in ["succeeded", "failed", "canceled"] {
+            self.finished.with_label_values(&[kind, status]).inc_by(0);
+        }
+        self.taken_over.with_label_values(&[kind]).inc_by(0);
+    }
+
+    pub fn finished(&self, kind: &str, status: &str) {
+        self.finished.with_label_values(&[kind, status]).inc();
+    }
+
+    pub fn taken_over(&self, kind: &str) {
+        self.taken_over.with_label_values(&[kind]).inc();
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -51,10 +85,30 @@ impl Metrics {
             &["service", "method"],
         )
         .unwrap();
+        let jobs = JobMetrics {
+            queued: IntGaugeVec::new(Opts::new("pulse_jobs_queued", "Jobs waiting for a worker, by kind"), &["kind"])
+                .unwrap(),
+            finished: IntCounterVec::new(
+                Opts::new("pulse_jobs_finished_total", "Jobs that ended, by kind and final status"),
+                &["kind", "status"],
+            )
+            .unwrap(),
+            taken_over: IntCounterVec::new(
+                Opts::new(
+                    "pulse_jobs_taken_over_total",
+                    "Jobs resumed by another worker after theirs stopped renewing its lease, by kind",
+                ),
+                &["kind"],
+            )
+            .unwrap(),
+        };
         registry.register(Box::new(requests.clone())).unwrap();
         registry.register(Box::new(duration.clone())).unwrap();
         registry.register(Box::new(in_flight.clone())).unwrap();
-        Self { registry, rpc: RpcMetrics { requests, duration, in_flight } }
+        registry.register(Box::new(jobs.queued.clone())).unwrap();
+        registry.register(Box::new(jobs.finished.clone())).unwrap();
+        registry.register(Box::new(jobs.taken_over.clone())).unwrap();
+        Self { registry, rpc: RpcMetrics { requests, duration, in_flight }, jobs }
     }
 
     /// The Prometheus text exposition of every registered metric.

@@ -231,6 +231,9 @@ pub trait RecordStore: Send + Sync + std::fmt::Debug {
     async fn list(&self, tenant: &str, kind: &str, q: ListQuery<'_>) -> Result<Vec<Record>, StoreError>;
     /// Records of `kind` in any of `statuses`, across tenants (for workers).
     async fn by_status(&self, kind: &str, statuses: &[&str], limit: u32) -> Result<Vec<Record>, StoreError>;
+    /// How many records of `kind` are in any of `statuses`, across tenants
+    /// (queue depth metrics).
+    async fn count(&self, kind: &str, statuses: &[&str]) -> Result<u64, StoreError>;
     /// Takes the oldest record of `kind` in one of `statuses` whose lease is
     /// free (never held, released or expired) and holds it until `until_ms`,
     /// across tenants. On PostgreSQL the row is picked with `FOR UPDATE SKIP
@@ -320,6 +323,14 @@ impl RecordStore for PgRecords {
         let statuses: Vec<String> = statuses.iter().map(|s| s.to_string()).collect();
         let rows = client.query(&sql, &[&kind, &statuses, &i64::from(limit.max(1))]).await?;
         Ok(rows.iter().map(pg_record).collect())
+    }
+
+    async fn count(&self, kind: &str, statuses: &[&str]) -> Result<u64, StoreError> {
+        let client = self.db.client().await?;
+        let sql = format!("SELECT count(*) FROM {}.records WHERE kind = $1 AND status = ANY($2)", self.db.schema);
+        let statuses: Vec<String> = statuses.iter().map(|s| s.to_string()).collect();
+        let n: i64 = client.query_one(&sql, &[&kind, &statuses]).await?.get(0);
+        Ok(n as u64)
     }
 
     async fn claim(&self, kind: &str, statuses: &[&str], until_ms: i64) -> Result<Option<Record>, StoreError> {
@@ -510,6 +521,26 @@ impl RecordStore for SqliteRecords {
                 }
                 let rows = stmt.query_map(params.as_slice(), sqlite_record)?.collect::<Result<Vec<_>, _>>()?;
                 Ok(rows)
+            })
+            .await
+    }
+
+    async fn count(&self, kind: &str, statuses: &[&str]) -> Result<u64, StoreError> {
+        let kind = kind.to_string();
+        let statuses: Vec<String> = statuses.iter().map(|s| s.to_string()).collect();
+        self.db
+            .call(move |c| {
+                let placeholders: Vec<String> = (0..statuses.len()).map(|i| format!("?{}", i + 2)).collect();
+                let sql = format!(
+                    "SELECT count(*) FROM records WHERE kind = ?1 AND status IN ({})",
+                    if placeholders.is_empty() { "NULL".to_string() } else { placeholders.join(", ") }
+                );
+                let mut params: Vec<&dyn rusqlite::ToSql> = vec![&kind];
+                for s in &statuses {
+                    params.push(s);
+                }
+                let n: i64 = c.query_row(&sql, params.as_slice(), |r| r.get(0))?;
+                Ok(n as u64)
             })
             .await
     }
@@ -710,12 +741,16 @@ mod tests {
             assert!(store.apply(tenant, vec![Write::insert("task", id, "", "queued", &body)]).await.unwrap());
             tokio::time::sleep(std::time::Duration::from_millis(3)).await;
         }
+        assert_eq!(store.count("task", &["queued"]).await.unwrap(), 3);
+        assert_eq!(store.count("task", &["running", "done"]).await.unwrap(), 0);
         let a = store.claim("task", &["queued", "running"], hour).await.unwrap().unwrap();
         assert_eq!((a.tenant.as_str(), a.id.as_str(), a.revision), ("t1", "a", 2));
         let b = store.claim("task", &["queued", "running"], hour).await.unwrap().unwrap();
         assert_eq!((b.tenant.as_str(), b.id.as_str()), ("t2", "b"));
         // The holder writes its state at the claimed revision, keeping its lease.
         assert!(store.apply("t1", vec![Write::update(&a, "running", &body).leased_until(hour)]).await.unwrap());
+        assert_eq!(store.count("task", &["queued"]).await.unwrap(), 2);
+        assert_eq!(store.count("task", &["running", "queued"]).await.unwrap(), 3);
         // A stale holder (the revision before the claim) loses.
         let mut stale = b.clone();
         stale.revision -= 1;

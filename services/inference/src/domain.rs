@@ -612,6 +612,102 @@ impl Inference {
         Ok(pb::ListPredictionsResponse { predictions: out, page: Some(PageResponse { next_page_token: token }) })
     }
 
+    /// The prediction log of a model over a time window as Arrow batches,
+    /// newest first, sent as they fill (memory holds one batch). The
+    /// contract of the model's latest version names and types the feature
+    /// columns.
+    pub async fn export_predictions(
+        &self,
+        tenant: &str,
+        r: &pb::ExportPredictionsRequest,
+    ) -> Result<
+        (
+            arrow::datatypes::SchemaRef,
+            tokio::sync::mpsc::Receiver<Result<arrow::record_batch::RecordBatch, InferenceError>>,
+        ),
+        InferenceError,
+    > {
+        const MAX_BATCH_ROWS: u32 = 1 << 20;
+        if r.model.is_empty() {
+            return Err(InferenceError::invalid("model", "is required"));
+        }
+        let Some(from) = r.from.as_ref() else {
+            return Err(InferenceError::invalid("from", "is required: the start of the window"));
+        };
+        let from = from.seconds * 1000 + i64::from(from.nanos) / 1_000_000;
+        let to = r.to.as_ref().map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000);
+        if to.is_some_and(|to| to <= from) {
+            return Err(InferenceError::invalid("to", "must be after from"));
+        }
+        if r.batch_rows > MAX_BATCH_ROWS {
+            return Err(InferenceError::invalid("batch_rows", format!("is at most {MAX_BATCH_ROWS}")));
+        }
+        let batch_rows = if r.batch_rows == 0 { 65_536 } else { r.batch_rows as usize };
+        let model = self.inner.trainer.model(tenant, &r.model).await?;
+        let contract = self.inner.trainer.contract(tenant, &r.model, model.latest_contract_version).await?;
+        let mut builder = crate::export::BatchBuilder::new(&contract);
+        let schema = crate::export::schema(&contract);
+        self.inner.log.flush().await;
+        let role = ServingRole::try_from(r.role).unwrap_or_default();
+        let (kind, status) = match role {
+            ServingRole::Unspecified => (PREDICTION, None),
+            ServingRole::Shadow => (SHADOW, None),
+            other => (PREDICTION, Some(other.as_str_name())),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let (this, tenant, req) = (self.clone(), tenant.to_string(), r.clone());
+        tokio::spawn(async move {
+            let scan = async {
+                let mut after = String::new();
+                let mut sent = 0u64;
+                'scan: loop {
+                    let q =
+                        ListQuery { parent: Some(&req.model), status, after: &after, limit: 1000, newest_first: true };
+                    let page = this.inner.records.list(&tenant, kind, q).await?;
+                    if page.is_empty() {
+                        break;
+                    }
+                    for rec in &page {
+                        after = rec.id.clone();
+                        let mut p: pb::Prediction = rec.decode()?;
+                        let at = p
+                            .created_at
+                            .as_ref()
+                            .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
+                            .unwrap_or(0);
+                        if to.is_some_and(|to| at >= to)
+                            || (req.version != 0 && p.model_version.as_ref().map(|m| m.version) != Some(req.version))
+                        {
+                            continue;
+                        }
+                        if at < from || (req.last_n != 0 && sent == req.last_n) {
+                            break 'scan;
+                        }
+                        if let Some(f) = this.inner.records.get(&tenant, FEEDBACK, &p.id).await? {
+                            p.feedback = Some(f.decode()?);
+                        }
+                        if req.with_feedback && p.feedback.is_none() {
+                            continue;
+                        }
+                        builder.push(&p);
+                        sent += 1;
+                        if builder.rows() == batch_rows && tx.send(builder.finish()).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+                if builder.rows() > 0 {
+                    let _ = tx.send(builder.finish()).await;
+                }
+                Ok::<(), InferenceError>(())
+            };
+            if let Err(e) = scan.await {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        Ok((schema, rx))
+    }
+
     // ------------------------------------------------------------ feedback
 
     pub async fn record_feedback(
@@ -895,7 +991,22 @@ fn chance(key: &str, salt: &str) -> f64 {
 /// datasource through the model version that answered.
 #[derive(Debug, Clone)]
 pub struct PredictionNodes {
-    pub inference: Inference,
+    records: Arc<dyn RecordStore>,
+    /// Predictions answered by this process and not yet written.
+    log: Option<PredictionLog>,
+}
+
+impl PredictionNodes {
+    /// Resolves predictions served by `inference` in this process.
+    pub fn serving(inference: &Inference) -> Self {
+        Self { records: inference.inner.records.clone(), log: Some(inference.inner.log.clone()) }
+    }
+
+    /// Resolves predictions from the inference service's store alone (a
+    /// lineage process that does not serve inference).
+    pub fn from_store(records: Arc<dyn RecordStore>) -> Self {
+        Self { records, log: None }
+    }
 }
 
 #[async_trait::async_trait]
@@ -909,7 +1020,14 @@ impl pulse_lineage::domain::NodeResolver for PredictionNodes {
         if !id.starts_with("prd_") {
             return None;
         }
-        let p = self.inference.get_prediction(tenant, id).await.ok()?;
+        let pending = || self.log.as_ref().and_then(|l| l.pending(tenant, PREDICTION, id));
+        let p = match pending() {
+            Some(p) => p,
+            None => match self.records.get(tenant, PREDICTION, id).await.ok()? {
+                Some(r) => r.decode::<pb::Prediction>().ok()?,
+                None => pending()?,
+            },
+        };
         let mv = p.model_version.clone().unwrap_or_default();
         let created_at = p
             .created_at

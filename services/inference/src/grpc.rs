@@ -117,11 +117,28 @@ impl InferenceService for InferenceGrpc {
 
     async fn export_predictions(
         &self,
-        _req: Request<pb::ExportPredictionsRequest>,
+        req: Request<pb::ExportPredictionsRequest>,
     ) -> Result<Response<Self::ExportPredictionsStream>, Status> {
-        Err(Status::unimplemented(
-            "ExportPredictions is not served yet; page through ListPredictions with include_features",
-        ))
+        let tenant = tenant(&req)?;
+        let (schema, mut batches) = self.inference.export_predictions(&tenant, req.get_ref()).await.map_err(status)?;
+        let stream = async_stream::try_stream! {
+            // One IPC stream, cut at message boundaries: the schema first,
+            // then one chunk per batch, the end-of-stream marker last.
+            let ipc = |e: arrow::error::ArrowError| Status::internal(format!("Arrow IPC: {e}"));
+            let mut writer = arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &schema).map_err(ipc)?;
+            let mut sequence = 0;
+            yield pb::ArrowChunk { sequence, arrow_ipc: std::mem::take(writer.get_mut()), rows: 0 };
+            while let Some(batch) = batches.recv().await {
+                let batch = batch.map_err(status)?;
+                writer.write(&batch).map_err(ipc)?;
+                sequence += 1;
+                yield pb::ArrowChunk { sequence, arrow_ipc: std::mem::take(writer.get_mut()), rows: batch.num_rows() as u64 };
+            }
+            writer.finish().map_err(ipc)?;
+            sequence += 1;
+            yield pb::ArrowChunk { sequence, arrow_ipc: std::mem::take(writer.get_mut()), rows: 0 };
+        };
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn get_traffic_policy(

@@ -8,6 +8,7 @@ pub mod batcher;
 pub mod breaker;
 pub mod domain;
 pub mod error;
+pub mod export;
 mod grpc;
 pub mod log;
 pub mod metrics;
@@ -48,9 +49,17 @@ pub async fn open(
         metrics::InferenceMetrics::new(&platform.metrics.registry),
     );
     if let Some(lineage) = lineage {
-        lineage.add_resolver(std::sync::Arc::new(domain::PredictionNodes { inference: inference.clone() }));
+        lineage.add_resolver(std::sync::Arc::new(domain::PredictionNodes::serving(&inference)));
     }
     Ok(inference)
+}
+
+/// Lets `lineage` trace from prediction ids when this process does not
+/// serve inference: predictions are read from the inference service's store.
+pub async fn resolve_predictions(platform: &Platform, lineage: &pulse_lineage::Lineage) -> Result<(), PulseError> {
+    let db = platform.database.open(SCHEMA, MIGRATIONS).await?;
+    lineage.add_resolver(std::sync::Arc::new(domain::PredictionNodes::from_store(record_store(&db))));
+    Ok(())
 }
 
 pub fn hosted(inference: Inference, platform: &Platform) -> Hosted {

@@ -193,6 +193,9 @@ mod tests {
         async fn claim(&self, k: &str, s: &[&str], u: i64) -> Result<Option<Record>, StoreError> {
             self.0.claim(k, s, u).await
         }
+        async fn count(&self, k: &str, s: &[&str]) -> Result<u64, StoreError> {
+            self.0.count(k, s).await
+        }
         async fn apply(&self, t: &str, w: Vec<Write>) -> Result<bool, StoreError> {
             tokio::time::sleep(Duration::from_millis(30)).await;
             self.0.apply(t, w).await

@@ -28,7 +28,8 @@ async fn sandbox() -> Sandbox {
         async |platform| {
             let datasources = pulse_datasource::open(&platform).await.unwrap();
             let lineage = pulse_lineage::open(&platform).await.unwrap();
-            let snapshots = pulse_snapshot::open(&platform, datasources.clone(), Some(lineage.clone())).await.unwrap();
+            let snapshots =
+                pulse_snapshot::open(&platform, datasources.clone(), Some(lineage.clone()), true).await.unwrap();
             let trainer = pulse_trainer::open(&platform, snapshots.clone(), Some(lineage.clone()), true).await.unwrap();
             let inference = pulse_inference::open(&platform, trainer.clone(), Some(lineage.clone())).await.unwrap();
             vec![
@@ -478,7 +479,7 @@ async fn a_failing_model_trips_the_breaker_which_falls_back_and_recovers() {
         },
         async |platform| {
             let datasources = pulse_datasource::open(&platform).await.unwrap();
-            let snapshots = pulse_snapshot::open(&platform, datasources.clone(), None).await.unwrap();
+            let snapshots = pulse_snapshot::open(&platform, datasources.clone(), None, true).await.unwrap();
             let trainer = pulse_trainer::open(&platform, snapshots.clone(), None, true).await.unwrap();
             let inference = pulse_inference::open(&platform, trainer.clone(), None).await.unwrap();
             vec![

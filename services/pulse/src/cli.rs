@@ -101,6 +101,14 @@ pub enum Command {
     },
     /// Which tenant the API key belongs to.
     Whoami,
+    /// Exit 0 when the server (or one service) answers `grpc.health.v1`
+    /// SERVING, 1 otherwise: the container health check. Needs no key.
+    Health {
+        /// A service name such as `pulse.trainer.v1.TrainerService`; empty
+        /// checks the whole server.
+        #[arg(long, default_value = "")]
+        service: String,
+    },
     /// Tenants and API keys (needs the admin key).
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -144,6 +152,19 @@ pub async fn run(command: Command, conn: Connection) -> anyhow::Result<()> {
             let key = key_from(&conn.admin_key, &conn.state_dir.join("admin.key"), "admin key", "PULSE_ADMIN_KEY")?;
             let client = Client::connect(&conn.endpoint, Some(&key)).await?;
             admin(client, cmd).await
+        }
+        Command::Health { service } => {
+            let client = Client::connect(&conn.endpoint, None).await?;
+            if client.health(&service).await? {
+                println!("SERVING");
+                Ok(())
+            } else {
+                bail!(
+                    "{} is not serving{}",
+                    conn.endpoint,
+                    if service.is_empty() { String::new() } else { format!(" {service}") }
+                )
+            }
         }
         other => {
             let key = key_from(&conn.api_key, &conn.state_dir.join("default.key"), "api key", "PULSE_API_KEY")?;

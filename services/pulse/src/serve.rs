@@ -4,9 +4,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use pulse_common::Config;
-use pulse_common::grpc::pending::Pending;
 use pulse_common::host::{AdminKeySource, Hosted, Platform, Server, shutdown_signal};
-use pulse_proto::drift;
 
 use crate::cli::{ServeArgs, ServiceName};
 
@@ -16,6 +14,7 @@ struct Opened {
     datasources: Option<pulse_datasource::Datasources>,
     lineage: Option<pulse_lineage::Lineage>,
     snapshots: Option<pulse_snapshot::Snapshots>,
+    extraction_workers_started: bool,
     trainer: Option<pulse_trainer::Trainer>,
     training_workers_started: bool,
     inference: Option<pulse_inference::Inference>,
@@ -29,21 +28,27 @@ impl Opened {
         Ok(self.datasources.clone().expect("opened above"))
     }
 
-    /// The snapshot domain (and its extraction workers), opened once.
-    async fn snapshots(&mut self, platform: &Platform) -> anyhow::Result<pulse_snapshot::Snapshots> {
+    /// The snapshot domain, opened once. Its extraction workers start only
+    /// when this process serves the snapshot service.
+    async fn snapshots(&mut self, platform: &Platform, workers: bool) -> anyhow::Result<pulse_snapshot::Snapshots> {
         if self.snapshots.is_none() {
             let datasources = self.datasources(platform).await?;
             let lineage = self.lineage(platform).await?;
-            self.snapshots = Some(pulse_snapshot::open(platform, datasources, Some(lineage)).await?);
+            self.snapshots = Some(pulse_snapshot::open(platform, datasources, Some(lineage), false).await?);
         }
-        Ok(self.snapshots.clone().expect("opened above"))
+        let snapshots = self.snapshots.clone().expect("opened above");
+        if workers && !self.extraction_workers_started {
+            snapshots.spawn_workers(platform.config.extraction_workers);
+            self.extraction_workers_started = true;
+        }
+        Ok(snapshots)
     }
 
     /// The trainer domain, opened once. Its training workers start only when
     /// this process serves the trainer (`pulse up`, `pulse serve trainer`).
     async fn trainer(&mut self, platform: &Platform, workers: bool) -> anyhow::Result<pulse_trainer::Trainer> {
         if self.trainer.is_none() {
-            let snapshots = self.snapshots(platform).await?;
+            let snapshots = self.snapshots(platform, false).await?;
             let lineage = self.lineage(platform).await?;
             self.trainer = Some(pulse_trainer::open(platform, snapshots, Some(lineage), false).await?);
         }
@@ -64,15 +69,13 @@ impl Opened {
 }
 
 async fn hosted(platform: &Platform, service: ServiceName, opened: &mut Opened) -> anyhow::Result<Hosted> {
-    // Services whose implementation lands later answer UNIMPLEMENTED, saying so.
-    type Unused = ();
     Ok(match service {
         ServiceName::Lineage => pulse_lineage::hosted_with(opened.lineage(platform).await?, platform),
         ServiceName::Datasource => pulse_datasource::hosted(opened.datasources(platform).await?, platform),
         ServiceName::Snapshot => {
             // The snapshot service reads sources through the datasource
             // registry and records lineage; both live in the shared database.
-            pulse_snapshot::hosted(opened.snapshots(platform).await?, platform)
+            pulse_snapshot::hosted(opened.snapshots(platform, true).await?, platform)
         }
         ServiceName::Trainer => {
             // The trainer reads dataset versions through the snapshot
@@ -90,7 +93,22 @@ async fn hosted(platform: &Platform, service: ServiceName, opened: &mut Opened) 
             pulse_inference::hosted(inference, platform)
         }
         ServiceName::Drift => {
-            Hosted::new(Pending::<drift::v1::drift_service_server::DriftServiceServer<Unused>>::new())
+            // Drift reads the prediction log through inference's domain,
+            // models through the trainer's and reference rows through the
+            // snapshot domain (no workers unless this process serves them).
+            let trainer = opened.trainer(platform, false).await?;
+            let snapshots = opened.snapshots(platform, false).await?;
+            let lineage = opened.lineage(platform).await?;
+            let inference = match opened.inference.clone() {
+                Some(i) => i,
+                None => {
+                    let i = pulse_inference::open(platform, trainer.clone(), Some(lineage.clone())).await?;
+                    opened.inference = Some(i.clone());
+                    i
+                }
+            };
+            let drift = pulse_drift::open(platform, trainer, snapshots, inference, Some(lineage)).await?;
+            pulse_drift::hosted(drift, platform)
         }
     })
 }
@@ -120,6 +138,10 @@ pub async fn run(only: Option<ServiceName>, args: ServeArgs) -> anyhow::Result<(
         services.push(
             hosted(&platform, name, &mut opened).await.with_context(|| format!("starting the {name:?} service"))?,
         );
+    }
+    if let (Some(lineage), None) = (&opened.lineage, &opened.inference) {
+        // Traces from prediction ids, with inference served elsewhere.
+        pulse_inference::resolve_predictions(&platform, lineage).await?;
     }
     let mut server = Server::bind(&platform, services).await?;
 

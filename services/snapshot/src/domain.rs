@@ -135,6 +135,43 @@ pub struct Snapshots {
     /// Statistics of ranges extracted start to end by this process, so a
     /// full snapshot need not be read back to compute them.
     pub(crate) range_stats: Arc<RangeStats>,
+    pub(crate) metrics: SnapshotMetrics,
+}
+
+/// Extraction counters and the shared job-queue families.
+#[derive(Clone, Debug)]
+pub struct SnapshotMetrics {
+    pub jobs: pulse_common::metrics::JobMetrics,
+    rows: prometheus::IntCounterVec,
+    bytes: prometheus::IntCounterVec,
+}
+
+pub(crate) const JOB_KIND: &str = "extraction";
+
+impl SnapshotMetrics {
+    pub fn new(metrics: &pulse_common::metrics::Metrics) -> Self {
+        use prometheus::{IntCounterVec, Opts};
+        let rows = IntCounterVec::new(
+            Opts::new("pulse_extraction_rows_total", "Rows extracted into committed chunks, by dataset"),
+            &["dataset"],
+        )
+        .expect("valid metric");
+        let bytes = IntCounterVec::new(
+            Opts::new("pulse_extraction_bytes_total", "Parquet bytes written in committed chunks, by dataset"),
+            &["dataset"],
+        )
+        .expect("valid metric");
+        // A second service instance in one process (tests) keeps the first.
+        let _ = metrics.registry.register(Box::new(rows.clone()));
+        let _ = metrics.registry.register(Box::new(bytes.clone()));
+        metrics.jobs.declare(JOB_KIND);
+        Self { jobs: metrics.jobs.clone(), rows, bytes }
+    }
+
+    pub(crate) fn chunk(&self, dataset: &str, rows: usize, bytes: u64) {
+        self.rows.with_label_values(&[dataset]).inc_by(rows as u64);
+        self.bytes.with_label_values(&[dataset]).inc_by(bytes);
+    }
 }
 
 #[derive(Default)]
@@ -155,8 +192,10 @@ impl Snapshots {
         datasources: Datasources,
         lineage: Option<pulse_lineage::Lineage>,
         lease: Duration,
+        metrics: SnapshotMetrics,
     ) -> Self {
         Self {
+            metrics,
             records,
             objects,
             datasources,

@@ -32,6 +32,7 @@ pub async fn open(
     platform: &Platform,
     datasources: pulse_datasource::Datasources,
     lineage: Option<pulse_lineage::Lineage>,
+    workers: bool,
 ) -> Result<Snapshots, PulseError> {
     let db = platform.database.open(SCHEMA, MIGRATIONS).await?;
     let snapshots = Snapshots::new(
@@ -40,8 +41,11 @@ pub async fn open(
         datasources,
         lineage,
         Duration::from_secs(platform.config.job_lease_seconds.max(1)),
+        domain::SnapshotMetrics::new(&platform.metrics),
     );
-    snapshots.spawn_workers(platform.config.extraction_workers);
+    if workers {
+        snapshots.spawn_workers(platform.config.extraction_workers);
+    }
     Ok(snapshots)
 }
 

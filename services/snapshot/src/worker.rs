@@ -21,8 +21,8 @@ use pulse_proto::snapshot::v1::{DatasetVersionState, ExtractionMode};
 
 use crate::chunk::Chunker;
 use crate::domain::{
-    ChunkState, DATASET, JOB, JobRecord, JobState, RangeState, Snapshots, VERSION, is_final, job_status, status_name,
-    timeline, version_id,
+    ChunkState, DATASET, JOB, JOB_KIND, JobRecord, JobState, RangeState, Snapshots, VERSION, is_final, job_status,
+    status_name, timeline, version_id,
 };
 use crate::error::SnapshotError;
 use crate::read::read_version;
@@ -64,13 +64,21 @@ impl Snapshots {
                     }
                     continue;
                 }
-                Ok(None) => {}
+                Ok(None) => self.report_queue().await,
                 Err(e) => tracing::warn!(error = %e, "could not look for extraction jobs"),
             }
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(POLL) => {}
             }
+        }
+    }
+
+    /// Sets `pulse_jobs_queued` from the store (every worker process reports
+    /// the same shared queue).
+    async fn report_queue(&self) {
+        if let Ok(n) = self.records.count(JOB, &[status_name(JobStatus::Queued)]).await {
+            self.metrics.jobs.queued.with_label_values(&[JOB_KIND]).set(n as i64);
         }
     }
 
@@ -99,6 +107,9 @@ impl Snapshots {
                 continue;
             }
             let resumed = status == JobStatus::Running;
+            if resumed {
+                self.metrics.jobs.taken_over(JOB_KIND);
+            }
             state.lease_worker = self.worker_id.clone();
             state.lease_until_ms = until;
             job.status = JobStatus::Running as i32;
@@ -198,6 +209,7 @@ impl Snapshots {
                     )]
                 })
                 .await?;
+                self.metrics.jobs.finished(JOB_KIND, "canceled");
                 Ok(())
             }
             Err(e) => {
@@ -218,6 +230,7 @@ impl Snapshots {
                     )]
                 })
                 .await?;
+                self.metrics.jobs.finished(JOB_KIND, "failed");
                 Err(e)
             }
         }
@@ -523,6 +536,7 @@ impl Snapshots {
             Vec::new()
         })
         .await?;
+        self.metrics.chunk(&job.dataset_id, rows, size);
         Ok(())
     }
 
@@ -678,6 +692,7 @@ impl Snapshots {
                 // (or the job record moved): take the next number.
                 continue;
             }
+            self.metrics.jobs.finished(JOB_KIND, "succeeded");
             tracing::info!(tenant, job = %id, dataset = %job.dataset_id, version, rows, commit_ms = started.elapsed().as_millis() as u64, "committed dataset version");
             // The manifest next to the chunks, for readers that go to storage
             // directly. The database record is authoritative.

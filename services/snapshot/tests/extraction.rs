@@ -21,7 +21,8 @@ async fn sandbox(postgres: bool) -> Sandbox {
         async |platform| {
             let datasources = pulse_datasource::open(&platform).await.unwrap();
             let lineage = pulse_lineage::open(&platform).await.unwrap();
-            let snapshots = pulse_snapshot::open(&platform, datasources.clone(), Some(lineage.clone())).await.unwrap();
+            let snapshots =
+                pulse_snapshot::open(&platform, datasources.clone(), Some(lineage.clone()), true).await.unwrap();
             vec![
                 pulse_datasource::hosted(datasources, &platform),
                 pulse_snapshot::hosted(snapshots, &platform),
@@ -457,7 +458,7 @@ async fn a_csv_file_snapshots_like_a_table() {
         },
         async |platform| {
             let datasources = pulse_datasource::open(&platform).await.unwrap();
-            let snapshots = pulse_snapshot::open(&platform, datasources.clone(), None).await.unwrap();
+            let snapshots = pulse_snapshot::open(&platform, datasources.clone(), None, true).await.unwrap();
             vec![pulse_datasource::hosted(datasources, &platform), pulse_snapshot::hosted(snapshots, &platform)]
         },
     )

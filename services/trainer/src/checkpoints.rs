@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge};
 use pulse_common::ids::new_id;
 use pulse_common::paging::{next_token, page_size};
 use pulse_common::records::{ListQuery, Write};
@@ -42,11 +42,31 @@ pub struct TrainerMetrics {
     pub checkpoint_bytes: IntCounter,
     pub checkpoint_save_seconds: Histogram,
     pub active_workers: IntGauge,
+    pub jobs: pulse_common::metrics::JobMetrics,
+    /// `pulse_training_epochs_total{model}`
+    pub epochs: prometheus::IntCounterVec,
+    /// `pulse_training_loss{model, split}`: the last epoch's loss.
+    pub loss: prometheus::GaugeVec,
 }
 
+pub(crate) const JOB_KIND: &str = "training";
+
 impl TrainerMetrics {
-    pub fn new(registry: &Registry) -> Self {
+    pub fn new(metrics: &pulse_common::metrics::Metrics) -> Self {
+        let registry = &metrics.registry;
+        metrics.jobs.declare(JOB_KIND);
         let m = Self {
+            jobs: metrics.jobs.clone(),
+            epochs: prometheus::IntCounterVec::new(
+                prometheus::Opts::new("pulse_training_epochs_total", "Training epochs finished, by model"),
+                &["model"],
+            )
+            .unwrap(),
+            loss: prometheus::GaugeVec::new(
+                prometheus::Opts::new("pulse_training_loss", "Loss at the end of the last epoch, by model and split"),
+                &["model", "split"],
+            )
+            .unwrap(),
             checkpoints_saved: IntCounter::new("pulse_checkpoints_saved_total", "Checkpoints saved and verified")
                 .unwrap(),
             checkpoint_bytes: IntCounter::new("pulse_checkpoint_bytes_total", "Bytes of checkpoints saved").unwrap(),
@@ -63,6 +83,8 @@ impl TrainerMetrics {
         let _ = registry.register(Box::new(m.checkpoint_bytes.clone()));
         let _ = registry.register(Box::new(m.checkpoint_save_seconds.clone()));
         let _ = registry.register(Box::new(m.active_workers.clone()));
+        let _ = registry.register(Box::new(m.epochs.clone()));
+        let _ = registry.register(Box::new(m.loss.clone()));
         m
     }
 }

@@ -647,6 +647,7 @@ impl Trainer {
                 None => Write::insert(MODEL, &model_name, "", "", &mrec),
             });
             if self.records.apply(tenant, writes).await? {
+                self.metrics.jobs.finished(crate::checkpoints::JOB_KIND, "succeeded");
                 *rec = done;
                 return Ok(version);
             }

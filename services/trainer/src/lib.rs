@@ -46,7 +46,7 @@ pub async fn open(
         snapshots,
         lineage,
         Duration::from_secs(platform.config.job_lease_seconds.max(1)),
-        checkpoints::TrainerMetrics::new(&platform.metrics.registry),
+        checkpoints::TrainerMetrics::new(&platform.metrics),
     );
     if workers {
         trainer.spawn_workers(platform.config.training_workers);

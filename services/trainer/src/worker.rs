@@ -20,6 +20,7 @@ use pulse_proto::trainer::v1::{ModelStage, Task};
 
 use crate::algo::{self, Control, Head, Matrix, TrainState};
 use crate::artifact::{self, ModelArtifact, Predictions};
+use crate::checkpoints::JOB_KIND;
 use crate::domain::{
     CHECKPOINT, JOB, JobRecord, Trainer, is_final, job_status, lineage_model_id, status_name, timeline,
 };
@@ -81,7 +82,11 @@ impl Trainer {
                     self.run(&tenant, &id).await;
                     continue;
                 }
-                Ok(None) => {}
+                Ok(None) => {
+                    if let Ok(n) = self.records.count(JOB, &[status_name(JobStatus::Queued)]).await {
+                        self.metrics.jobs.queued.with_label_values(&[JOB_KIND]).set(n as i64);
+                    }
+                }
                 Err(e) => tracing::warn!(error = %e, "could not look for training jobs"),
             }
             tokio::select! {
@@ -115,6 +120,9 @@ impl Trainer {
                 continue;
             }
             let resumed = status == JobStatus::Running;
+            if resumed {
+                self.metrics.jobs.taken_over(JOB_KIND);
+            }
             rec.lease_worker = self.worker_id.clone();
             rec.lease_until_ms = until;
             job.status = JobStatus::Running as i32;
@@ -229,7 +237,11 @@ impl Trainer {
             })
             .await
         {
-            Ok(_) | Err(TrainerError::LeaseLost) => Ok(()),
+            Ok(_) => {
+                self.metrics.jobs.finished(JOB_KIND, "canceled");
+                Ok(())
+            }
+            Err(TrainerError::LeaseLost) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -259,7 +271,11 @@ impl Trainer {
             })
             .await
         {
-            Ok(_) | Err(TrainerError::LeaseLost) => Ok(()),
+            Ok(_) => {
+                self.metrics.jobs.finished(JOB_KIND, "failed");
+                Ok(())
+            }
+            Err(TrainerError::LeaseLost) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -383,6 +399,7 @@ impl Trainer {
         let val_m = prepared.val.clone();
         let p2 = p.clone();
         let stop2 = stop.clone();
+        let model_s = c.model.clone();
         let state = tokio::task::spawn_blocking(move || {
             let mut last = Instant::now();
             let mut on_step = |epoch: u32, step: u64, loss: f64| {
@@ -413,6 +430,11 @@ impl Trainer {
                 };
                 if let Ok(mut live) = this.live.lock() {
                     live.insert(id_s.clone(), metrics.clone());
+                }
+                this.metrics.epochs.with_label_values(&[model_s.as_str()]).inc();
+                this.metrics.loss.with_label_values(&[model_s.as_str(), "train"]).set(r.loss);
+                if let Some(v) = r.val_loss {
+                    this.metrics.loss.with_label_values(&[model_s.as_str(), "validation"]).set(v);
                 }
                 handle.block_on(async {
                     let ckpt =

@@ -22,7 +22,8 @@ async fn sandbox(roots: Vec<std::path::PathBuf>) -> Sandbox {
         async |platform| {
             let datasources = pulse_datasource::open(&platform).await.unwrap();
             let lineage = pulse_lineage::open(&platform).await.unwrap();
-            let snapshots = pulse_snapshot::open(&platform, datasources.clone(), Some(lineage.clone())).await.unwrap();
+            let snapshots =
+                pulse_snapshot::open(&platform, datasources.clone(), Some(lineage.clone()), true).await.unwrap();
             let trainer = pulse_trainer::open(&platform, snapshots.clone(), Some(lineage.clone()), true).await.unwrap();
             vec![
                 pulse_datasource::hosted(datasources, &platform),

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod forward;
 pub mod idempotency;
 pub mod metrics;
 pub mod pending;
