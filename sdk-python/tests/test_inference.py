@@ -107,7 +107,7 @@ def test_promotion_under_load_loses_nothing_and_the_log_exports(client: pulse.Cl
         t.start()
     try:
         time.sleep(0.5)
-        assert client.promote(model, v2.model_version, force=True).promoted
+        assert client.promote(model, v2.model_version, force=True, reason="promotion under load").promoted
         deadline = time.time() + 15
         while not any(v == v2.model_version["version"] for _, v in answers[-50:]):
             assert time.time() < deadline, "the new version never answered"
@@ -157,7 +157,7 @@ def test_a_failing_model_trips_the_breaker_and_recovers(client: pulse.Client, tm
     run = client.train(ver.dataset_id, ver.version, model=model, algorithm="linear_regression", seed=1).wait(
         timeout=300, progress=False
     )
-    assert client.promote(model, run.model_version, force=True).promoted
+    assert client.promote(model, run.model_version, force=True, reason="breaker test").promoted
     assert abs(client.predict(model, {"visits": 4.0}).value - 12.0) < 2.0
 
     failures = 0
@@ -184,4 +184,7 @@ def test_a_failing_model_trips_the_breaker_and_recovers(client: pulse.Client, tm
             assert time.time() < deadline, "the circuit never closed"
             time.sleep(0.25)
     assert abs(p.value - 12.0) < 2.0
-    assert client.serving_status(model)[0].breaker.state == "BREAKER_STATE_CLOSED"
+    # Half-open lets probes through; enough good ones close it.
+    while client.serving_status(model)[0].breaker.state != "BREAKER_STATE_CLOSED":
+        assert time.time() < deadline, client.serving_status(model)[0].breaker
+        client.predict(model, {"visits": 4.0}, bypass_cache=True)

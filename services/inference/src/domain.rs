@@ -196,6 +196,11 @@ impl Inference {
     async fn serving(&self, tenant: &str, model: &str) -> Result<Arc<ModelServing>, InferenceError> {
         let key = (tenant.to_string(), model.to_string());
         if let Some(s) = self.inner.models.read().ok().and_then(|m| m.get(&key).cloned()) {
+            if ModelServing::get(&s.primary).is_none() {
+                // Another request is loading the first version (it holds the
+                // swap lock): wait for it rather than fail.
+                self.refresh_serving(&s).await?;
+            }
             return Ok(s);
         }
         let m = self.inner.trainer.model(tenant, model).await?;
