@@ -49,6 +49,9 @@ need_venv() {
   "$VENV/bin/python" -c 'import moto.server, flask_cors' 2>/dev/null || missing+=("moto[server]>=5.0")
   "$VENV/bin/python" -c 'import pyarrow' 2>/dev/null || missing+=("pyarrow>=14")
   "$VENV/bin/python" -c 'import tqdm' 2>/dev/null || missing+=("tqdm")
+  # The quick-start notebook runs in the suite; SciPy checks drift values.
+  "$VENV/bin/python" -c 'import nbclient, nbformat, ipykernel' 2>/dev/null || missing+=("nbclient" "nbformat" "ipykernel")
+  "$VENV/bin/python" -c 'import scipy' 2>/dev/null || missing+=("scipy")
   if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]} into $VENV"
     "$VENV/bin/pip" install --quiet "${missing[@]}" || die "pip could not install ${missing[*]} (is PyPI reachable?)"

@@ -81,6 +81,10 @@ pub struct Config {
     /// Directories `file://` datasources may read under. Empty (the default)
     /// allows the server's working directory only.
     pub file_roots: Vec<PathBuf>,
+    /// S3 buckets `s3://` datasources may read with this server's own AWS
+    /// credentials when they carry no keys. Empty (the default): a
+    /// datasource must bring its own keys.
+    pub s3_ambient_buckets: Vec<String>,
     /// Extraction jobs this process runs at once; 0 makes it serve the API
     /// only. Default 2.
     pub extraction_workers: usize,
@@ -168,6 +172,7 @@ impl Default for Config {
             previous_master_keys: Vec::new(),
             bootstrap_default_tenant: true,
             file_roots: Vec::new(),
+            s3_ambient_buckets: Vec::new(),
             extraction_workers: 2,
             training_workers: 1,
             job_lease_seconds: 30,

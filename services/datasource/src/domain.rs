@@ -3,7 +3,6 @@
 //! inspect, estimate, range planning and streaming.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use pulse_proto::datasource::v1::connection_spec::Spec;
 use pulse_proto::datasource::v1::connection_view::View;
 use pulse_proto::datasource::v1::{ConnectorKind, Value};
 
-use crate::connector::files::FileConnector;
+use crate::connector::files::{FileConnector, ReadScope};
 use crate::connector::mysql::MysqlConnector;
 use crate::connector::postgres::PostgresConnector;
 use crate::connector::sqlserver::SqlServerConnector;
@@ -64,7 +63,7 @@ pub struct OpenObject {
 pub struct Datasources {
     records: Arc<dyn RecordStore>,
     keys: Arc<MasterKeys>,
-    file_roots: Vec<PathBuf>,
+    scope: Arc<ReadScope>,
 }
 
 fn sql_defaults(c: &pb::SqlConnection) -> (Duration, Duration, u32) {
@@ -218,13 +217,11 @@ fn labels_checked(labels: &std::collections::BTreeMap<String, String>) -> Result
 }
 
 impl Datasources {
-    pub fn new(records: Arc<dyn RecordStore>, keys: Arc<MasterKeys>, file_roots: Vec<PathBuf>) -> Self {
-        let file_roots = if file_roots.is_empty() {
-            std::env::current_dir().map(|d| vec![d]).unwrap_or_default()
-        } else {
-            file_roots
-        };
-        Self { records, keys, file_roots }
+    pub fn new(records: Arc<dyn RecordStore>, keys: Arc<MasterKeys>, mut scope: ReadScope) -> Self {
+        if scope.file_roots.is_empty() {
+            scope.file_roots = std::env::current_dir().map(|d| vec![d]).unwrap_or_default();
+        }
+        Self { records, keys, scope: Arc::new(scope) }
     }
 
     fn seal(&self, tenant: &str, id: &str, spec: &Spec) -> SealedSpec {
@@ -273,12 +270,15 @@ impl Datasources {
         }
         let labels: BTreeMap<String, String> = req.labels.into_iter().collect();
         labels_checked(&labels)?;
-        if let Spec::ObjectStorage(o) = &spec
-            && o.uri.starts_with("file://")
-        {
-            // Outside the server's file roots: refused now, not at first read.
-            let settings = FileSettings { uri: o.uri.clone(), ..Default::default() };
-            FileConnector::new(settings, self.file_roots.clone()).await?;
+        if let Spec::ObjectStorage(o) = &spec {
+            // Outside what this server may read: refused now, not at first read.
+            let settings = FileSettings {
+                uri: o.uri.clone(),
+                access_key_id: o.access_key_id.clone(),
+                region: o.region.clone(),
+                ..Default::default()
+            };
+            FileConnector::new(settings, &self.scope).await?;
         }
         let id = new_id("dsrc");
         let now = to_proto(now_millis());
@@ -493,7 +493,7 @@ impl Datasources {
                     secret_access_key: o.secret_access_key.clone(),
                     session_token: o.session_token.clone(),
                 };
-                Arc::new(FileConnector::new(settings, self.file_roots.clone()).await?)
+                Arc::new(FileConnector::new(settings, &self.scope).await?)
             }
             (Spec::Http(_), _) => {
                 return Err(DatasourceError::Unimplemented(

@@ -36,7 +36,12 @@ pub static MIGRATIONS: &[Migration] = &[Migration {
 pub async fn open(platform: &Platform) -> Result<Datasources, PulseError> {
     let db = platform.database.open(SCHEMA, MIGRATIONS).await?;
     let keys = MasterKeys::from_config(&platform.config)?;
-    Ok(Datasources::new(record_store(&db), Arc::new(keys), platform.config.file_roots.clone()))
+    let scope = connector::files::ReadScope {
+        file_roots: platform.config.file_roots.clone(),
+        ambient_s3_buckets: platform.config.s3_ambient_buckets.clone(),
+        reserved_bucket: platform.config.s3_bucket.clone(),
+    };
+    Ok(Datasources::new(record_store(&db), Arc::new(keys), scope))
 }
 
 /// The datasource service over a registry, ready for a

@@ -2,7 +2,7 @@
 //! directory (and on the S3-compatible test server when one is configured).
 
 use futures::StreamExt;
-use pulse_datasource::connector::files::FileConnector;
+use pulse_datasource::connector::files::{FileConnector, ReadScope};
 use pulse_datasource::connector::{Connector, CursorWindow, FileSettings, ReadSpec};
 use pulse_datasource::names::ObjectName;
 use pulse_proto::datasource::v1::Value;
@@ -19,7 +19,7 @@ fn csv(dir: &std::path::Path) {
 
 async fn connector(dir: &std::path::Path) -> FileConnector {
     let settings = FileSettings { uri: format!("file://{}/", dir.display()), ..Default::default() };
-    FileConnector::new(settings, vec![dir.to_path_buf()]).await.unwrap()
+    FileConnector::new(settings, &ReadScope::files(vec![dir.to_path_buf()])).await.unwrap()
 }
 
 async fn rows(c: &FileConnector, object: &str, spec: ReadSpec) -> Vec<arrow::record_batch::RecordBatch> {
@@ -73,7 +73,7 @@ async fn paths_outside_the_roots_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let other = tempfile::tempdir().unwrap();
     let settings = FileSettings { uri: format!("file://{}/", other.path().display()), ..Default::default() };
-    let err = FileConnector::new(settings, vec![dir.path().to_path_buf()]).await.unwrap_err();
+    let err = FileConnector::new(settings, &ReadScope::files(vec![dir.path().to_path_buf()])).await.unwrap_err();
     assert!(err.to_string().contains("file_roots"), "{err}");
     let c = connector(dir.path()).await;
     assert!(c.inspect(&ObjectName::Path("missing.csv".into())).await.is_err());
@@ -108,4 +108,28 @@ async fn parquet_globs_read_as_one_table() {
         .map(|b| b.column(0).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap().values().iter().sum::<i64>())
         .sum();
     assert_eq!(total, 36, "Int32 is read as the canonical Int64");
+}
+
+/// A tenant's datasource never reads Pulse's own bucket, and reads other
+/// buckets with the server's credentials only where an operator allowed it.
+#[tokio::test]
+async fn s3_buckets_need_their_own_keys_unless_allowed_and_never_the_pulse_bucket() {
+    let scope = ReadScope {
+        file_roots: Vec::new(),
+        ambient_s3_buckets: vec!["shared-exports".into()],
+        reserved_bucket: Some("pulse-artifacts".into()),
+    };
+    let s3 = |uri: &str, key: &str| FileSettings {
+        uri: uri.into(),
+        access_key_id: key.into(),
+        secret_access_key: if key.is_empty() { String::new() } else { "secret".into() },
+        region: "us-east-1".into(),
+        ..Default::default()
+    };
+    let err = FileConnector::new(s3("s3://pulse-artifacts/t1/datasets/", "AKIA1"), &scope).await.unwrap_err();
+    assert!(err.to_string().contains("holds Pulse's own"), "{err}");
+    let err = FileConnector::new(s3("s3://someone-else/", ""), &scope).await.unwrap_err();
+    assert!(err.to_string().contains("s3_ambient_buckets") && err.to_string().contains("access_key_id"), "{err}");
+    FileConnector::new(s3("s3://someone-else/", "AKIA1"), &scope).await.unwrap();
+    FileConnector::new(s3("s3://shared-exports/daily/", ""), &scope).await.unwrap();
 }

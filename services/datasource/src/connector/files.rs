@@ -57,8 +57,44 @@ enum Format {
     Csv,
 }
 
+/// Where object-storage datasources may read: local directories under the
+/// server's `file_roots`, and S3 buckets either with the datasource's own
+/// keys or, for the buckets an operator listed in `s3_ambient_buckets`, with
+/// the server's credentials. The bucket holding Pulse's own objects is never
+/// a source: a tenant could otherwise read other tenants' snapshots.
+#[derive(Debug, Clone, Default)]
+pub struct ReadScope {
+    pub file_roots: Vec<PathBuf>,
+    pub ambient_s3_buckets: Vec<String>,
+    pub reserved_bucket: Option<String>,
+}
+
+impl ReadScope {
+    /// Local directories only (tests, tools).
+    pub fn files(roots: Vec<PathBuf>) -> Self {
+        Self { file_roots: roots, ..Default::default() }
+    }
+
+    fn check_bucket(&self, bucket: &str, own_keys: bool) -> Result<(), DatasourceError> {
+        if self.reserved_bucket.as_deref() == Some(bucket) {
+            return Err(DatasourceError::Forbidden(format!(
+                "s3://{bucket} holds Pulse's own snapshots, models and checkpoints; it cannot be a datasource"
+            )));
+        }
+        if !own_keys && !self.ambient_s3_buckets.iter().any(|b| b == bucket) {
+            return Err(DatasourceError::Forbidden(format!(
+                "s3://{bucket}: give the datasource its own keys (connection.object_storage.access_key_id and \
+                 secret_access_key); an operator can let it use the server's credentials for this bucket with \
+                 s3_ambient_buckets (PULSE_S3_AMBIENT_BUCKETS)"
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl FileConnector {
-    pub async fn new(settings: FileSettings, allowed_roots: Vec<PathBuf>) -> Result<Self, DatasourceError> {
+    pub async fn new(settings: FileSettings, scope: &ReadScope) -> Result<Self, DatasourceError> {
+        let allowed_roots = &scope.file_roots;
         let uri = settings.uri.clone();
         let root = if let Some(dir) = uri.strip_prefix("file://") {
             let dir = PathBuf::from(dir);
@@ -85,6 +121,7 @@ impl FileConnector {
                     "must name a bucket: s3://bucket/prefix/",
                 ));
             }
+            scope.check_bucket(bucket, !settings.access_key_id.is_empty())?;
             let region = if settings.region.is_empty() { "us-east-1".to_string() } else { settings.region.clone() };
             let mut loader =
                 aws_config::defaults(aws_config::BehaviorVersion::latest()).region(aws_config::Region::new(region));
