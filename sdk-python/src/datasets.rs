@@ -1,12 +1,14 @@
-//! Datasource, snapshot and trainer calls for the SDK, as proto3 JSON: Python sends a
-//! request as JSON and gets the answer as JSON, both in the contracts'
-//! canonical mapping (snake_case fields, enum names), so the Python layer
-//! needs no generated code and every field of the contracts is reachable.
+//! Datasource, snapshot, trainer, inference and drift calls for the SDK, as
+//! proto3 JSON: Python sends a request as JSON and gets the answer as JSON,
+//! both in the contracts' canonical mapping (snake_case fields, enum names),
+//! so the Python layer needs no generated code and every field of the
+//! contracts is reachable.
 
 use std::sync::OnceLock;
 
 use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
 use pulse_client::pulse_proto::datasource::v1 as ds;
+use pulse_client::pulse_proto::drift::v1 as dr;
 use pulse_client::pulse_proto::inference::v1 as inf;
 use pulse_client::pulse_proto::prost::Message;
 use pulse_client::pulse_proto::snapshot::v1 as sn;
@@ -21,6 +23,7 @@ fn pool() -> Result<&'static DescriptorPool, ClientError> {
             "pulse.snapshot.v1.SnapshotService",
             "pulse.trainer.v1.TrainerService",
             "pulse.inference.v1.InferenceService",
+            "pulse.drift.v1.DriftService",
         ] {
             let set = pulse_client::pulse_proto::service(service)
                 .ok_or_else(|| format!("the {service} contract is missing from this build"))?
@@ -69,8 +72,9 @@ fn to_json<M: Message>(name: &str, msg: &M) -> Result<String, ClientError> {
     String::from_utf8(out).map_err(|e| ClientError::InvalidArgument(e.to_string()))
 }
 
-/// Runs one unary datasource or snapshot call. `idempotency_key` is used by
-/// mutations ("" generates one).
+/// Runs one unary call by its SDK name (e.g. `check_drift`).
+/// `idempotency_key` is used by the mutations that take one ("" generates
+/// one).
 pub(crate) async fn call(
     client: Client,
     method: String,
@@ -79,6 +83,7 @@ pub(crate) async fn call(
 ) -> Result<String, ClientError> {
     const I: &str = "pulse.inference.v1.";
     const D: &str = "pulse.datasource.v1.";
+    const R: &str = "pulse.drift.v1.";
     const S: &str = "pulse.snapshot.v1.";
     const T: &str = "pulse.trainer.v1.";
     let r = request.as_str();
@@ -292,6 +297,39 @@ pub(crate) async fn call(
         "refresh_model" => {
             let req: inf::RefreshModelRequest = from_json(&format!("{I}RefreshModelRequest"), r)?;
             to_json(&format!("{I}ModelServing"), &client.refresh_model(&req.model).await?)
+        }
+        "check_drift" => {
+            let req: dr::CheckDriftRequest = from_json(&format!("{R}CheckDriftRequest"), r)?;
+            to_json(&format!("{R}DriftReport"), &client.check_drift(req).await?)
+        }
+        "list_drift_reports" => {
+            let req: dr::ListDriftReportsRequest = from_json(&format!("{R}ListDriftReportsRequest"), r)?;
+            to_json(&format!("{R}ListDriftReportsResponse"), &client.list_drift_reports(req).await?)
+        }
+        "get_drift_report" => {
+            let req: dr::GetDriftReportRequest = from_json(&format!("{R}GetDriftReportRequest"), r)?;
+            to_json(&format!("{R}DriftReport"), &client.get_drift_report(&req.report_id).await?)
+        }
+        "set_baseline" => {
+            let req: dr::SetBaselineRequest = from_json(&format!("{R}SetBaselineRequest"), r)?;
+            to_json(&format!("{R}Baseline"), &client.set_baseline(req).await?)
+        }
+        "get_baseline" => {
+            let req: dr::GetBaselineRequest = from_json(&format!("{R}GetBaselineRequest"), r)?;
+            to_json(&format!("{R}Baseline"), &client.get_baseline(&req.model, req.version).await?)
+        }
+        "set_monitor" => {
+            let req: dr::SetMonitorRequest = from_json(&format!("{R}SetMonitorRequest"), r)?;
+            to_json(&format!("{R}Monitor"), &client.set_monitor(req.monitor.unwrap_or_default()).await?)
+        }
+        "get_monitor" => {
+            let req: dr::GetMonitorRequest = from_json(&format!("{R}GetMonitorRequest"), r)?;
+            to_json(&format!("{R}Monitor"), &client.get_monitor(&req.model).await?)
+        }
+        "list_monitors" => {
+            let req: dr::ListMonitorsRequest = from_json(&format!("{R}ListMonitorsRequest"), r)?;
+            let page = req.page.unwrap_or_default();
+            to_json(&format!("{R}ListMonitorsResponse"), &client.list_monitors(&page.page_token, page.page_size).await?)
         }
         other => Err(ClientError::InvalidArgument(format!("method: unknown call '{other}'"))),
     }

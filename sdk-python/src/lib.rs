@@ -758,8 +758,9 @@ impl PyClient {
         Ok(d)
     }
 
-    /// One datasource or snapshot call: the request and the answer are proto3
-    /// JSON (the Python layer builds and reads them).
+    /// One unary call (datasource, snapshot, trainer, inference, drift): the
+    /// request and the answer are proto3 JSON (the Python layer builds and
+    /// reads them).
     #[pyo3(signature = (method, request, idempotency_key=String::new()))]
     fn call_json(&self, py: Python<'_>, method: String, request: String, idempotency_key: String) -> PyResult<String> {
         self.run(py, |c| datasets::call(c, method, request, idempotency_key))

@@ -16,6 +16,7 @@ gRPC ``code`` and the server's ``message``.
 
 from pulse._client import DEFAULT_ENDPOINT, Client, connect
 from pulse._datasets import Datasource, DatasetVersion, Record, SnapshotJob
+from pulse._drift import Baseline, DriftReport, FeatureDrift, MetricValue, Monitor
 from pulse._inference import Feedback, Prediction
 from pulse._native import Trace, __version__
 from pulse._training import Checkpoint, ModelVersion, TrainingJob, TrainingRun
@@ -50,6 +51,11 @@ __all__ = [
     "Prediction",
     "Feedback",
     "Checkpoint",
+    "DriftReport",
+    "FeatureDrift",
+    "MetricValue",
+    "Monitor",
+    "Baseline",
     "PulseError",
     "InvalidArgument",
     "NotFound",

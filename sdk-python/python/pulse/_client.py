@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Union
 
 from pulse import _native
 from pulse._datasets import DatasetsMixin
+from pulse._drift import DriftMixin
 from pulse._inference import InferenceMixin
 from pulse._training import TrainingMixin, WorkersMixin
 
@@ -60,7 +61,7 @@ def connect(endpoint: str | None = None, api_key: str | None = None) -> Client:
     return Client(endpoint, api_key)
 
 
-class Client(DatasetsMixin, TrainingMixin, WorkersMixin, InferenceMixin):
+class Client(DatasetsMixin, TrainingMixin, WorkersMixin, InferenceMixin, DriftMixin):
     """A connection to a Pulse server, authenticated by one API key.
 
     Create one with :func:`pulse.connect` (or ``pulse.Client(endpoint, api_key)``,

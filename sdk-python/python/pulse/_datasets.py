@@ -16,7 +16,7 @@ _ENUM_PREFIXES = {
     "connector": ("CONNECTOR_KIND_",),
     "status": ("JOB_STATUS_",),
     "mode": ("EXTRACTION_MODE_",),
-    "kind": ("OBJECT_KIND_", "GATE_KIND_", "STAGE_CHANGE_KIND_", "WORKER_KIND_"),
+    "kind": ("OBJECT_KIND_", "GATE_KIND_", "STAGE_CHANGE_KIND_", "WORKER_KIND_", "FEATURE_KIND_"),
     "data_type": ("DATA_TYPE_",),
     "state": ("DATASET_VERSION_STATE_", "WORKER_STATE_"),
     "format": ("FILE_FORMAT_",),
@@ -28,6 +28,9 @@ _ENUM_PREFIXES = {
     "type": ("FEATURE_TYPE_",),
     "impute": ("IMPUTATION_",),
     "non_finite": ("NON_FINITE_POLICY_",),
+    "metric": ("DRIFT_METRIC_",),
+    "source": ("BASELINE_SOURCE_",),
+    "reference_source": ("BASELINE_SOURCE_",),
 }
 _CHECK_STATUS = "CHECK_STATUS_"
 

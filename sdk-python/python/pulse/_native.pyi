@@ -273,7 +273,7 @@ class Client:
     def export_lineage(self, root_id: str = "", max_nodes: int = 0) -> Export:
         """The tenant's graph, or the part connected to ``root_id``."""
     def call_json(self, method: str, request: str, idempotency_key: str = "") -> str:
-        """One datasource or snapshot call, request and answer as proto3 JSON."""
+        """One unary call by its SDK name (e.g. ``"check_drift"``), request and answer as proto3 JSON."""
     def read_dataset_version(
         self, dataset_id: str, version: int = 0, columns: list[str] = ..., limit: int = 0
     ) -> tuple[str, int, str, bytes]:
