@@ -98,7 +98,7 @@ def test_the_journey_on_six_processes(six: tuple[str, str], tmp_path: Path) -> N
     ver = c.create_snapshot(ds.id, source="churn.csv", dataset="churn").wait(timeout=120, progress=False)
     assert c.read_snapshot(ver.dataset_id, ver.version).num_rows == ver.rows == 1500
     c.register_contract(CONTRACT.format(model="churn", min_auc=0.6))
-    run = c.train(ver.dataset_id, ver.version, model="churn", params={"epochs": 4}, seed=1).wait(
+    run = c.train(ver.dataset_id, ver.version, model="churn", params={"epochs": 6, "batch_size": 64, "learning_rate": 0.05}, seed=1).wait(
         timeout=300, progress=False
     )
     assert c.promote("churn", run.model_version).promoted
