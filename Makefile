@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/pulse-target
 PULSE := $(CARGO_TARGET_DIR)/debug/pulse
 VENV ?= .venv
 
-.PHONY: up build test test-rust test-python bench bench-lineage bench-snapshot bench-trainer bench-inference sdk fmt clippy clean-state
+.PHONY: up build test test-rust test-python bench bench-lineage bench-snapshot bench-trainer bench-inference bench-drift sdk fmt clippy clean-state
 
 ## Build and run all six services in one process (state under .pulse/).
 up: build
@@ -31,7 +31,7 @@ sdk:
 	bash scripts/test.sh sdk
 
 ## Benchmarks (results and commands in docs/benchmarks.md).
-bench: bench-lineage bench-snapshot bench-trainer bench-inference
+bench: bench-lineage bench-snapshot bench-trainer bench-inference bench-drift
 
 ## Extraction of TPC-H lineitem (SF1) vs ConnectorX and raw COPY.
 bench-snapshot:
@@ -46,6 +46,10 @@ bench-trainer:
 
 bench-inference:
 	bash scripts/test.sh bench-inference
+
+## Drift: 1M + 1M rows × 25 columns, Pulse's engine vs SciPy and Evidently.
+bench-drift:
+	bash scripts/test.sh bench-drift
 
 fmt:
 	cargo fmt --all

@@ -122,6 +122,13 @@ case "$what" in
   rust) rust_tests ;;
   python) python_tests ;;
   sdk) build_sdk ;;
+  bench-drift)
+    need_cargo; need_venv
+    "$VENV/bin/python" -c 'import numpy, scipy, pandas, pyarrow, evidently' 2>/dev/null \
+      || "$VENV/bin/pip" install --quiet -r bench/drift/requirements.txt \
+      || die "pip could not install bench/drift/requirements.txt"
+    cargo build --release -p pulse-drift --example drift_bench
+    "$VENV/bin/python" bench/drift/bench.py "${@:2}" ;;
   bench-lineage)
     need_cargo; need_postgres
     cargo run --release -p pulse-lineage --example bench_lineage -- "${@:2}" ;;
