@@ -69,3 +69,61 @@ pub async fn wait_training(client: &Client, job_id: &str) -> tr::TrainingJob {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The churn contract the serving and drift end-to-end tests train under.
+pub const CHURN_CONTRACT: &str = "
+model: churn
+task: binary_classification
+target: {name: churned, type: bool}
+features:
+  - {name: tenure, type: int, min: 0, max: 600}
+  - {name: spend, type: float, nullable: true, impute: median}
+  - {name: plan, type: category, categories: [basic, pro]}
+";
+
+/// The code and message of a failed call (panics on any other error).
+pub fn status(e: crate::ClientError) -> (pulse_proto::tonic::Code, String) {
+    match e {
+        crate::ClientError::Status { code, message } => (code, message),
+        other => panic!("expected a status, got {other:?}"),
+    }
+}
+
+/// Trains a logistic regression of `model` on `data` (learning rate 0.05)
+/// and waits for it to succeed; answers the new version.
+pub async fn train_logistic(client: &Client, data: &DatasetVersionRef, model: &str, seed: u64, epochs: f64) -> u64 {
+    let num = |n: f64| prost_types::Value { kind: Some(prost_types::value::Kind::NumberValue(n)) };
+    let job = client
+        .start_training(
+            tr::StartTrainingRequest {
+                dataset: Some(data.clone()),
+                model: model.into(),
+                algorithm: tr::Algorithm::LogisticRegression as i32,
+                params: Some(prost_types::Struct {
+                    fields: [("epochs".to_string(), num(epochs)), ("learning_rate".to_string(), num(0.05))].into(),
+                }),
+                seed: Some(seed),
+                ..Default::default()
+            },
+            "",
+        )
+        .await
+        .expect("training starts");
+    let job = wait_training(client, &job.id).await;
+    assert_eq!(job.status, JobStatus::Succeeded as i32, "{job:?}");
+    job.model_version.expect("a model version").version
+}
+
+/// Promotes `model`@`version` to production, skipping the gates.
+pub async fn promote(client: &Client, model: &str, version: u64) {
+    client
+        .promote_model(tr::PromoteModelRequest {
+            model_version: Some(pulse_proto::common::v1::ModelVersionRef { model: model.into(), version }),
+            stage: tr::ModelStage::Production as i32,
+            force: true,
+            reason: "test".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("promotion");
+}

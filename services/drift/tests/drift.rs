@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 
 use arrow::array::{Array, Float64Array, Int64Array};
 use arrow::record_batch::RecordBatch;
-use pulse_client::testing::{snapshot_csv, wait_training};
-use pulse_client::{Client, ClientError};
+use pulse_client::Client;
+use pulse_client::testing::{CHURN_CONTRACT as CONTRACT, promote, snapshot_csv, status as code, train_logistic};
 use pulse_common::testing::Sandbox;
 use pulse_drift::stats;
-use pulse_proto::common::v1::{DatasetVersionRef, JobStatus, ModelVersionRef};
+use pulse_proto::common::v1::{DatasetVersionRef, ModelVersionRef};
 use pulse_proto::drift::v1::{self as dr, DriftMetric, DriftStatus};
 use pulse_proto::inference::v1::{self as inf, feature_value::Kind};
 use pulse_proto::prost_types::{Duration as PbDuration, Timestamp};
@@ -61,16 +61,6 @@ async fn sandbox(postgres: bool) -> Sandbox {
     .await
 }
 
-const CONTRACT: &str = "
-model: churn
-task: binary_classification
-target: {name: churned, type: bool}
-features:
-  - {name: tenure, type: int, min: 0, max: 600}
-  - {name: spend, type: float, nullable: true, impute: median}
-  - {name: plan, type: category, categories: [basic, pro]}
-";
-
 /// Customers: tenure in months (shifted by `shift`), spend, plan, and
 /// whether they churned.
 struct Customers(u64);
@@ -109,13 +99,6 @@ fn row(tenure: i64, spend: f64, plan: &str) -> inf::Row {
             ("spend".to_string(), v(Kind::FloatValue(spend))),
             ("plan".to_string(), v(Kind::CategoryValue(plan.into()))),
         ]),
-    }
-}
-
-fn code(e: ClientError) -> (Code, String) {
-    match e {
-        ClientError::Status { code, message } => (code, message),
-        other => panic!("expected a status, got {other:?}"),
     }
 }
 
@@ -175,39 +158,11 @@ fn numbers(ipc: &[u8], name: &str) -> Vec<f64> {
 }
 
 async fn train_and_promote(client: &Client, data: &DatasetVersionRef) -> u64 {
-    let num = |n: f64| prost_types::Value { kind: Some(prost_types::value::Kind::NumberValue(n)) };
-    let job = client
-        .start_training(
-            tr::StartTrainingRequest {
-                dataset: Some(data.clone()),
-                model: "churn".into(),
-                algorithm: tr::Algorithm::LogisticRegression as i32,
-                params: Some(prost_types::Struct {
-                    fields: [("epochs".to_string(), num(6.0)), ("learning_rate".to_string(), num(0.05))].into(),
-                }),
-                seed: Some(1),
-                ..Default::default()
-            },
-            "",
-        )
-        .await
-        .unwrap();
-    let job = wait_training(client, &job.id).await;
-    assert_eq!(job.status, JobStatus::Succeeded as i32, "{job:?}");
-    let version = job.model_version.unwrap().version;
+    let version = train_logistic(client, data, "churn", 1, 6.0).await;
     // No production version yet: a check says to promote one.
     let e = code(client.check_drift(check(None)).await.unwrap_err());
     assert!(e.0 == Code::FailedPrecondition && e.1.contains("promote"), "{e:?}");
-    client
-        .promote_model(tr::PromoteModelRequest {
-            model_version: Some(ModelVersionRef { model: "churn".into(), version }),
-            stage: tr::ModelStage::Production as i32,
-            force: true,
-            reason: "test".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    promote(client, "churn", version).await;
     version
 }
 

@@ -8,8 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use pulse_client::testing::{snapshot_csv, wait_training};
-use pulse_client::{Client, ClientError};
+use pulse_client::Client;
+use pulse_client::testing::{
+    self, CHURN_CONTRACT as CONTRACT, snapshot_csv, status as code, train_logistic, wait_training,
+};
 use pulse_common::testing::Sandbox;
 use pulse_proto::common::v1::{DatasetVersionRef, JobStatus, ModelVersionRef};
 use pulse_proto::inference::v1::{self as inf, feature_value::Kind};
@@ -44,16 +46,6 @@ async fn sandbox() -> Sandbox {
     .await
 }
 
-const CONTRACT: &str = "
-model: churn
-task: binary_classification
-target: {name: churned, type: bool}
-features:
-  - {name: tenure, type: int, min: 0, max: 600}
-  - {name: spend, type: float, nullable: true, impute: median}
-  - {name: plan, type: category, categories: [basic, pro]}
-";
-
 fn write_csv(path: &std::path::Path, rows: usize) {
     let mut s = 7u64;
     let mut next = || {
@@ -87,47 +79,12 @@ fn predict(model: &str, r: inf::Row) -> inf::PredictRequest {
     inf::PredictRequest { model: model.into(), row: Some(r), ..Default::default() }
 }
 
-fn code(e: ClientError) -> (Code, String) {
-    match e {
-        ClientError::Status { code, message } => (code, message),
-        other => panic!("expected a status, got {other:?}"),
-    }
-}
-
 async fn train(client: &Client, data: &DatasetVersionRef, seed: u64, epochs: f64) -> u64 {
-    let num = |n: f64| prost_types::Value { kind: Some(prost_types::value::Kind::NumberValue(n)) };
-    let job = client
-        .start_training(
-            tr::StartTrainingRequest {
-                dataset: Some(data.clone()),
-                model: "churn".into(),
-                algorithm: tr::Algorithm::LogisticRegression as i32,
-                params: Some(prost_types::Struct {
-                    fields: [("epochs".to_string(), num(epochs)), ("learning_rate".to_string(), num(0.05))].into(),
-                }),
-                seed: Some(seed),
-                ..Default::default()
-            },
-            "",
-        )
-        .await
-        .unwrap();
-    let job = wait_training(client, &job.id).await;
-    assert_eq!(job.status, JobStatus::Succeeded as i32, "{job:?}");
-    job.model_version.unwrap().version
+    train_logistic(client, data, "churn", seed, epochs).await
 }
 
 async fn promote(client: &Client, version: u64) {
-    client
-        .promote_model(tr::PromoteModelRequest {
-            model_version: Some(ModelVersionRef { model: "churn".into(), version }),
-            stage: tr::ModelStage::Production as i32,
-            force: true,
-            reason: "test".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    testing::promote(client, "churn", version).await
 }
 
 #[tokio::test]
