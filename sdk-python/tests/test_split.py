@@ -25,9 +25,18 @@ DATABASE = os.environ.get("PULSE_TEST_DATABASE_URL", "postgres://postgres@127.0.
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port outside the kernel's ephemeral range (32768-60999): the ports
+    are chosen before the processes start, and an ephemeral one can be taken
+    by an outgoing connection (to PostgreSQL, to S3) in between."""
+    import random
+    while True:
+        port = random.randrange(20000, 30000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def _psql(sql: str) -> None:

@@ -31,8 +31,20 @@ impl Drop for Process {
     }
 }
 
+/// A port that is free now and that the kernel will not hand out on its own
+/// meanwhile: ports are picked before the processes start, and one taken from
+/// the ephemeral range (32768–60999) can be claimed by any outgoing
+/// connection (to PostgreSQL, to S3) before its process binds it.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let seed = (std::process::id() as u16).wrapping_mul(7919) % 10_000;
+    loop {
+        let port = 20_000 + (seed + NEXT.fetch_add(1, Ordering::Relaxed)) % 10_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Starts `pulse <args>` with exactly these `PULSE_*` settings and waits for
@@ -47,9 +59,21 @@ fn spawn(args: &[&str], dir: &std::path::Path, env: &[(String, String)]) -> Proc
         .envs(env.iter().cloned())
         .current_dir(dir)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("pulse starts");
+    let stderr = child.stderr.take().unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut log = sink.lock().unwrap();
+            if log.len() < 64 * 1024 {
+                log.push_str(&line);
+                log.push('\n');
+            }
+        }
+    });
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut banner = String::new();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -57,7 +81,11 @@ fn spawn(args: &[&str], dir: &std::path::Path, env: &[(String, String)]) -> Proc
         assert!(Instant::now() < deadline, "no banner from pulse {args:?}:\n{banner}");
         match lines.next() {
             Some(Ok(line)) => banner.push_str(&format!("{line}\n")),
-            _ => panic!("pulse {args:?} exited before its banner:\n{banner}"),
+            _ => {
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(100));
+                panic!("pulse {args:?} exited before its banner:\n{banner}\nstderr:\n{}", log.lock().unwrap());
+            }
         }
     }
     // Keep reading: the banner goes on, and a closed pipe would stop the process.
