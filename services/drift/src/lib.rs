@@ -9,8 +9,12 @@ pub mod columns;
 pub mod compare;
 pub mod domain;
 pub mod error;
+pub mod events;
 mod grpc;
 pub mod metrics;
+pub mod pipeline;
+pub mod policy;
+pub mod schedule;
 pub mod stats;
 
 use pulse_common::PulseError;

@@ -1,0 +1,1 @@
+//! Reference substitution and condition expressions of pipeline steps.

@@ -1,0 +1,3 @@
+//! Pipelines: definitions, runs, the step worker and the timeline.
+
+pub mod expr;

@@ -1,0 +1,1 @@
+//! Retraining policies: definitions, decisions and the scheduler.
