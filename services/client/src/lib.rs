@@ -2,6 +2,7 @@
 //! connection carrying the API key, mutations with idempotency keys and safe
 //! retries, and the lineage tree as the CLI prints it.
 
+pub mod dynamic;
 mod error;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -838,5 +839,191 @@ impl Client {
         let page = pulse_proto::common::v1::PageRequest { page_size, page_token: page_token.into() };
         let msg = drift::ListMonitorsRequest { page: Some(page) };
         self.call(msg, None, |ch, r| async move { drift_client(ch).list_monitors(r).await }).await
+    }
+}
+
+// ---- retraining policies, pipelines, runs and events (drift service) ----
+
+impl Client {
+    /// Creates or replaces a model's retraining policy (revision and
+    /// timestamps are ignored). `idempotency_key` None generates one.
+    pub async fn set_retraining_policy(
+        &self,
+        policy: drift::RetrainingPolicy,
+        idempotency_key: Option<&str>,
+    ) -> Result<drift::RetrainingPolicy> {
+        let msg = drift::SetRetrainingPolicyRequest { policy: Some(policy) };
+        self.call(msg, Some(idempotency_key.unwrap_or("")), |ch, r| async move {
+            drift_client(ch).set_retraining_policy(r).await
+        })
+        .await
+    }
+
+    /// NOT_FOUND when the model has no policy.
+    pub async fn get_retraining_policy(&self, model: &str) -> Result<drift::RetrainingPolicy> {
+        let msg = drift::GetRetrainingPolicyRequest { model: model.into() };
+        self.call(msg, None, |ch, r| async move { drift_client(ch).get_retraining_policy(r).await }).await
+    }
+
+    pub async fn list_retraining_policies(
+        &self,
+        page_token: &str,
+        page_size: u32,
+    ) -> Result<drift::ListRetrainingPoliciesResponse> {
+        let page = pulse_proto::common::v1::PageRequest { page_size, page_token: page_token.into() };
+        let msg = drift::ListRetrainingPoliciesRequest { page: Some(page) };
+        self.call(msg, None, |ch, r| async move { drift_client(ch).list_retraining_policies(r).await }).await
+    }
+
+    /// Evaluates the policies of `model` ("" is every policy of the tenant)
+    /// as the scheduler would, without recording or starting anything.
+    pub async fn evaluate_policies(&self, model: &str) -> Result<drift::EvaluatePoliciesResponse> {
+        let msg = drift::EvaluatePoliciesRequest { model: model.into() };
+        self.call(msg, None, |ch, r| async move { drift_client(ch).evaluate_policies(r).await }).await
+    }
+
+    /// The scheduler's recorded decisions, newest first.
+    pub async fn list_policy_decisions(
+        &self,
+        req: drift::ListPolicyDecisionsRequest,
+    ) -> Result<drift::ListPolicyDecisionsResponse> {
+        self.call(req, None, |ch, r| async move { drift_client(ch).list_policy_decisions(r).await }).await
+    }
+
+    /// Creates a pipeline (id, built_in, revision and timestamps are ignored).
+    pub async fn create_pipeline(
+        &self,
+        pipeline: drift::Pipeline,
+        idempotency_key: Option<&str>,
+    ) -> Result<drift::Pipeline> {
+        let msg = drift::CreatePipelineRequest { pipeline: Some(pipeline) };
+        self.call(msg, Some(idempotency_key.unwrap_or("")), |ch, r| async move {
+            drift_client(ch).create_pipeline(r).await
+        })
+        .await
+    }
+
+    /// Replaces the definition of the pipeline with `pipeline.id`.
+    pub async fn update_pipeline(
+        &self,
+        pipeline: drift::Pipeline,
+        idempotency_key: Option<&str>,
+    ) -> Result<drift::Pipeline> {
+        let msg = drift::UpdatePipelineRequest { pipeline: Some(pipeline) };
+        self.call(msg, Some(idempotency_key.unwrap_or("")), |ch, r| async move {
+            drift_client(ch).update_pipeline(r).await
+        })
+        .await
+    }
+
+    /// A pipeline by id (`pip_…`) or name.
+    pub async fn get_pipeline(&self, id_or_name: &str) -> Result<drift::Pipeline> {
+        let msg = drift::GetPipelineRequest { pipeline_id: id_or_name.into() };
+        self.call(msg, None, |ch, r| async move { drift_client(ch).get_pipeline(r).await }).await
+    }
+
+    pub async fn list_pipelines(&self, page_token: &str, page_size: u32) -> Result<drift::ListPipelinesResponse> {
+        let page = pulse_proto::common::v1::PageRequest { page_size, page_token: page_token.into() };
+        let msg = drift::ListPipelinesRequest { page: Some(page) };
+        self.call(msg, None, |ch, r| async move { drift_client(ch).list_pipelines(r).await }).await
+    }
+
+    /// Starts a run by hand; the same idempotency key starts one run.
+    pub async fn start_pipeline_run(
+        &self,
+        req: drift::StartPipelineRunRequest,
+        idempotency_key: Option<&str>,
+    ) -> Result<drift::PipelineRun> {
+        self.call(req, Some(idempotency_key.unwrap_or("")), |ch, r| async move {
+            drift_client(ch).start_pipeline_run(r).await
+        })
+        .await
+    }
+
+    pub async fn get_pipeline_run(&self, run_id: &str) -> Result<drift::PipelineRun> {
+        let msg = drift::GetPipelineRunRequest { run_id: run_id.into() };
+        self.call(msg, None, |ch, r| async move { drift_client(ch).get_pipeline_run(r).await }).await
+    }
+
+    /// Runs, newest first.
+    pub async fn list_pipeline_runs(
+        &self,
+        req: drift::ListPipelineRunsRequest,
+    ) -> Result<drift::ListPipelineRunsResponse> {
+        self.call(req, None, |ch, r| async move { drift_client(ch).list_pipeline_runs(r).await }).await
+    }
+
+    pub async fn cancel_pipeline_run(&self, run_id: &str, reason: &str) -> Result<drift::PipelineRun> {
+        let msg = drift::CancelPipelineRunRequest { run_id: run_id.into(), reason: reason.into() };
+        self.call(msg, Some(""), |ch, r| async move { drift_client(ch).cancel_pipeline_run(r).await }).await
+    }
+
+    /// Runs a FAILED run again from its failed step(s).
+    pub async fn retry_pipeline_run(&self, run_id: &str) -> Result<drift::PipelineRun> {
+        let msg = drift::RetryPipelineRunRequest { run_id: run_id.into() };
+        self.call(msg, Some(""), |ch, r| async move { drift_client(ch).retry_pipeline_run(r).await }).await
+    }
+
+    /// One page of a run's timeline, oldest first.
+    pub async fn get_run_timeline(&self, run_id: &str, page_token: &str, page_size: u32) -> Result<drift::RunTimeline> {
+        let page = pulse_proto::common::v1::PageRequest { page_size, page_token: page_token.into() };
+        let msg = drift::GetRunTimelineRequest { run_id: run_id.into(), page: Some(page) };
+        self.call(msg, None, |ch, r| async move { drift_client(ch).get_run_timeline(r).await }).await
+    }
+
+    /// A run's whole timeline, every page gathered (`page` is left unset).
+    pub async fn run_timeline(&self, run_id: &str) -> Result<drift::RunTimeline> {
+        let mut all = self.get_run_timeline(run_id, "", 0).await?;
+        let mut token = all.page.take().map(|p| p.next_page_token).unwrap_or_default();
+        while !token.is_empty() {
+            let mut next = self.get_run_timeline(run_id, &token, 0).await?;
+            token = next.page.take().map(|p| p.next_page_token).unwrap_or_default();
+            all.status = next.status;
+            all.entries.append(&mut next.entries);
+        }
+        Ok(all)
+    }
+
+    /// Appends events to the log (1 to 500); a `message_id` already stored
+    /// is ignored as a duplicate.
+    pub async fn publish_events(
+        &self,
+        events: Vec<pulse_proto::common::v1::EventEnvelope>,
+        idempotency_key: Option<&str>,
+    ) -> Result<drift::PublishEventsResponse> {
+        let msg = drift::PublishEventsRequest { events };
+        self.call(msg, Some(idempotency_key.unwrap_or("")), |ch, r| async move {
+            drift_client(ch).publish_events(r).await
+        })
+        .await
+    }
+
+    pub async fn list_events(&self, req: drift::ListEventsRequest) -> Result<drift::ListEventsResponse> {
+        self.call(req, None, |ch, r| async move { drift_client(ch).list_events(r).await }).await
+    }
+
+    /// Matching events as they are published: after `after_message_id`
+    /// (events since are sent first), or from now when it is empty. Dropping
+    /// the stream ends the call.
+    pub async fn watch_events(
+        &self,
+        selector: drift::EventSelector,
+        after_message_id: &str,
+    ) -> Result<pulse_proto::tonic::Streaming<pulse_proto::common::v1::EventEnvelope>> {
+        let msg = drift::WatchEventsRequest { selector: Some(selector), after_message_id: after_message_id.into() };
+        Ok(drift_client(self.channel.clone()).watch_events(self.request(msg, None)?).await?.into_inner())
+    }
+
+    /// Delivers past events again to the pipelines whose triggers match
+    /// (with `dry_run`, only shows the runs that would start).
+    pub async fn replay_events(
+        &self,
+        req: drift::ReplayEventsRequest,
+        idempotency_key: Option<&str>,
+    ) -> Result<drift::ReplayEventsResponse> {
+        self.call(req, Some(idempotency_key.unwrap_or("")), |ch, r| async move {
+            drift_client(ch).replay_events(r).await
+        })
+        .await
     }
 }

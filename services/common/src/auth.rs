@@ -69,12 +69,16 @@ pub trait AuthStore: Send + Sync + std::fmt::Debug {
     async fn keys(&self, tenant_id: &str, after: &str, limit: u32) -> Result<Vec<ApiKey>, StoreError>;
     /// Sets `revoked_at` unless already set; returns the key as stored.
     async fn revoke_key(&self, id: &str, at: DateTime<Utc>) -> Result<Option<ApiKey>, StoreError>;
+    /// The deployment's service-token signing secret: `candidate` when none
+    /// is stored yet (the first process to ask stores it), else the stored one.
+    async fn service_secret(&self, candidate: &str) -> Result<String, StoreError>;
 }
 
 pub const SCHEMA: &str = "platform";
 
 /// The platform schema: tenants, keys, and the idempotency records.
-pub static MIGRATIONS: &[crate::store::Migration] = &[crate::store::Migration {
+pub static MIGRATIONS: &[crate::store::Migration] = &[
+    crate::store::Migration {
     version: 1,
     description: "tenants, api keys, idempotency records",
     postgres: "
@@ -123,6 +127,11 @@ pub static MIGRATIONS: &[crate::store::Migration] = &[crate::store::Migration {
             completed_at INTEGER,
             PRIMARY KEY (scope, key));
         CREATE INDEX idempotency_claimed ON idempotency (claimed_at);",
+}, crate::store::Migration {
+    version: 2,
+    description: "service-token signing secret",
+    postgres: "CREATE TABLE service_secrets (id TEXT PRIMARY KEY, secret TEXT NOT NULL);",
+    sqlite: "CREATE TABLE service_secrets (id TEXT PRIMARY KEY, secret TEXT NOT NULL);",
 }];
 
 pub fn auth_store(db: &Db) -> Arc<dyn AuthStore> {
@@ -221,6 +230,17 @@ impl AuthStore for PgAuthStore {
             )
             .await?;
         Ok(row.as_ref().map(pg_key))
+    }
+
+    async fn service_secret(&self, candidate: &str) -> Result<String, StoreError> {
+        let c = self.0.client().await?;
+        c.execute(
+            "INSERT INTO platform.service_secrets (id, secret) VALUES ('service-token', $1) ON CONFLICT DO NOTHING",
+            &[&candidate],
+        )
+        .await?;
+        let row = c.query_one("SELECT secret FROM platform.service_secrets WHERE id = 'service-token'", &[]).await?;
+        Ok(row.get(0))
     }
 }
 
@@ -347,6 +367,19 @@ impl AuthStore for SqliteAuthStore {
             })
             .await
     }
+
+    async fn service_secret(&self, candidate: &str) -> Result<String, StoreError> {
+        let candidate = candidate.to_string();
+        self.0
+            .call(move |c| {
+                c.execute(
+                    "INSERT OR IGNORE INTO service_secrets (id, secret) VALUES ('service-token', ?1)",
+                    [candidate],
+                )?;
+                Ok(c.query_row("SELECT secret FROM service_secrets WHERE id = 'service-token'", [], |r| r.get(0))?)
+            })
+            .await
+    }
 }
 
 fn random_secret() -> String {
@@ -437,13 +470,23 @@ pub struct Auth {
     admin_hash: String,
     cache: Mutex<HashMap<String, (Caller, Instant)>>,
     cache_ttl: Duration,
+    service_secret: tokio::sync::OnceCell<String>,
 }
 
 const CACHE_CAPACITY: usize = 10_000;
+const SERVICE_TOKEN_PREFIX: &str = "pst.";
+/// The key id of calls made with a service token.
+pub const SERVICE_KEY_ID: &str = "service";
 
 impl Auth {
     pub fn new(store: Arc<dyn AuthStore>, admin_key: &str, cache_ttl: Duration) -> Self {
-        Self { store, admin_hash: token_hash(admin_key), cache: Mutex::new(HashMap::new()), cache_ttl }
+        Self {
+            store,
+            admin_hash: token_hash(admin_key),
+            cache: Mutex::new(HashMap::new()),
+            cache_ttl,
+            service_secret: tokio::sync::OnceCell::new(),
+        }
     }
 
     /// Resolves a bearer token to its caller. Unknown, malformed and revoked
@@ -452,6 +495,15 @@ impl Auth {
         let hash = token_hash(token);
         if same_digest(&hash, &self.admin_hash) {
             return Ok(Caller { tenant_id: None, key_id: "admin".into(), admin: true });
+        }
+        if let Some(rest) = token.strip_prefix(SERVICE_TOKEN_PREFIX) {
+            let invalid = || PulseError::Unauthenticated("invalid service token".into());
+            let (tenant, mac) = rest.rsplit_once('.').ok_or_else(invalid)?;
+            let expected = self.sign(tenant).await?;
+            if !same_digest(&expected, mac) {
+                return Err(invalid());
+            }
+            return Ok(Caller { tenant_id: Some(tenant.to_string()), key_id: SERVICE_KEY_ID.into(), admin: false });
         }
         if let Some((caller, at)) = self.cache.lock().unwrap().get(&hash)
             && at.elapsed() < self.cache_ttl
@@ -472,6 +524,26 @@ impl Auth {
         }
         cache.insert(hash, (caller.clone(), Instant::now()));
         Ok(caller)
+    }
+
+    /// A token with which Pulse itself acts for `tenant` (a pipeline step
+    /// calling another service): an HMAC of the tenant id under the
+    /// deployment's signing secret, which every process reads from the
+    /// shared platform schema. Such calls pass the same authentication,
+    /// idempotency and tenant scoping as a user's.
+    pub async fn service_token(&self, tenant: &str) -> Result<String, PulseError> {
+        Ok(format!("{SERVICE_TOKEN_PREFIX}{tenant}.{}", self.sign(tenant).await?))
+    }
+
+    async fn sign(&self, tenant: &str) -> Result<String, PulseError> {
+        use hmac::Mac;
+        let secret = self
+            .service_secret
+            .get_or_try_init(|| async { self.store.service_secret(&random_secret()).await })
+            .await?;
+        let mut mac = hmac::Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+        mac.update(tenant.as_bytes());
+        Ok(hex::encode(mac.finalize().into_bytes()))
     }
 
     pub async fn create_tenant(&self, name: &str) -> Result<Tenant, PulseError> {

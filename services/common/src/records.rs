@@ -268,6 +268,12 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// A new event message id: a UUIDv7 in its hyphenated form (the ids
+/// [`Write::event`] stores), so ids sort by time.
+pub fn new_event_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 #[derive(Debug)]
 struct PgRecords {
     db: PgDb,

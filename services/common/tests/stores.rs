@@ -64,6 +64,23 @@ async fn auth_suite(backend: Backend) {
     // A second revocation keeps the first time.
     assert_eq!(auth.revoke_key(&key.id).await.unwrap().revoked_at, revoked.revoked_at);
 
+    // Service tokens: one per tenant, the same from every process sharing
+    // the store (a second Auth stands for another process); tampering with
+    // the tenant or the signature fails.
+    let token = auth.service_token(&acme.id).await.unwrap();
+    let other_process = Auth::new(auth::auth_store(&db), "pa_other", Duration::from_secs(60));
+    assert_eq!(other_process.service_token(&acme.id).await.unwrap(), token);
+    let caller = other_process.authenticate(&token).await.unwrap();
+    assert_eq!(caller.tenant_id.as_deref(), Some(acme.id.as_str()));
+    assert!(!caller.admin);
+    assert_eq!(caller.key_id, auth::SERVICE_KEY_ID);
+    let swapped = token.replace(&acme.id, &globex.id);
+    assert_eq!(auth.authenticate(&swapped).await.unwrap_err().code(), ErrorCode::Unauthenticated);
+    let forged = format!("{}0", &token[..token.len() - 1]);
+    let forged = if forged == token { format!("{}1", &token[..token.len() - 1]) } else { forged };
+    assert_eq!(auth.authenticate(&forged).await.unwrap_err().code(), ErrorCode::Unauthenticated);
+    assert_eq!(auth.authenticate("pst.nodot").await.unwrap_err().code(), ErrorCode::Unauthenticated);
+
     // Bootstrap does nothing once a tenant exists.
     let dir = tempfile::tempdir().unwrap();
     assert!(auth.bootstrap_tenant("default", &dir.path().join("k")).await.unwrap().is_none());
