@@ -107,8 +107,7 @@ impl Method {
         metadata: &[(&'static str, String)],
         timeout: Duration,
     ) -> Result<Vec<u8>> {
-        let mut grpc = pulse_proto::tonic::client::Grpc::new(channel)
-            .max_decoding_message_size(64 * 1024 * 1024);
+        let mut grpc = pulse_proto::tonic::client::Grpc::new(channel).max_decoding_message_size(64 * 1024 * 1024);
         grpc.ready().await.map_err(|e| ClientError::Status {
             code: pulse_proto::tonic::Code::Unavailable,
             message: format!("connection not ready: {}", crate::error::source_chain(&e)),

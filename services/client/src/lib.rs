@@ -897,9 +897,11 @@ impl Client {
         idempotency_key: Option<&str>,
     ) -> Result<drift::Pipeline> {
         let msg = drift::CreatePipelineRequest { pipeline: Some(pipeline) };
-        self.call(msg, Some(idempotency_key.unwrap_or("")), |ch, r| async move {
-            drift_client(ch).create_pipeline(r).await
-        })
+        self.call(
+            msg,
+            Some(idempotency_key.unwrap_or("")),
+            |ch, r| async move { drift_client(ch).create_pipeline(r).await },
+        )
         .await
     }
 
@@ -910,9 +912,11 @@ impl Client {
         idempotency_key: Option<&str>,
     ) -> Result<drift::Pipeline> {
         let msg = drift::UpdatePipelineRequest { pipeline: Some(pipeline) };
-        self.call(msg, Some(idempotency_key.unwrap_or("")), |ch, r| async move {
-            drift_client(ch).update_pipeline(r).await
-        })
+        self.call(
+            msg,
+            Some(idempotency_key.unwrap_or("")),
+            |ch, r| async move { drift_client(ch).update_pipeline(r).await },
+        )
         .await
     }
 
@@ -992,9 +996,11 @@ impl Client {
         idempotency_key: Option<&str>,
     ) -> Result<drift::PublishEventsResponse> {
         let msg = drift::PublishEventsRequest { events };
-        self.call(msg, Some(idempotency_key.unwrap_or("")), |ch, r| async move {
-            drift_client(ch).publish_events(r).await
-        })
+        self.call(
+            msg,
+            Some(idempotency_key.unwrap_or("")),
+            |ch, r| async move { drift_client(ch).publish_events(r).await },
+        )
         .await
     }
 
@@ -1021,9 +1027,113 @@ impl Client {
         req: drift::ReplayEventsRequest,
         idempotency_key: Option<&str>,
     ) -> Result<drift::ReplayEventsResponse> {
-        self.call(req, Some(idempotency_key.unwrap_or("")), |ch, r| async move {
-            drift_client(ch).replay_events(r).await
-        })
+        self.call(
+            req,
+            Some(idempotency_key.unwrap_or("")),
+            |ch, r| async move { drift_client(ch).replay_events(r).await },
+        )
         .await
     }
+}
+
+/// A pipeline run and its timeline as `pulse runs show <run id>` prints
+/// them: the run's state, one line per step, then every timeline entry,
+/// oldest first. Enum values are printed without their prefix.
+pub fn run_report(run: &drift::PipelineRun, timeline: &drift::RunTimeline) -> String {
+    use std::fmt::Write as _;
+    fn short<'a>(name: &'a str, prefix: &str) -> &'a str {
+        name.strip_prefix(prefix).unwrap_or(name)
+    }
+    fn when(ts: Option<&prost_types::Timestamp>) -> String {
+        ts.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).ok()?))
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_default()
+    }
+    let status = |s: i32| {
+        pulse_proto::common::v1::JobStatus::try_from(s)
+            .map(|s| short(s.as_str_name(), "JOB_STATUS_").to_string())
+            .unwrap_or_else(|_| s.to_string())
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Run {}  pipeline {} ({}) rev {}",
+        run.id, run.pipeline_name, run.pipeline_id, run.pipeline_revision
+    );
+    let progress = run.progress.clone().unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "  status {}  origin {}  attempt {}  steps {}/{}{}",
+        status(run.status),
+        short(run.origin().as_str_name(), "RUN_ORIGIN_"),
+        run.attempt,
+        progress.done,
+        progress.total,
+        if run.dry_run { "  dry run" } else { "" }
+    );
+    if let Some(w) = run.waiting.as_ref().filter(|w| !w.reason.is_empty() || !w.step.is_empty()) {
+        let until = when(w.until.as_ref());
+        let until = if until.is_empty() { String::new() } else { format!(" (until {until})") };
+        let _ = writeln!(out, "  waiting: {} — {}{until}", w.step, w.reason);
+    }
+    if let Some(e) = run.error.as_ref().filter(|e| !e.code.is_empty() || !e.message.is_empty()) {
+        let at = if e.step.is_empty() { String::new() } else { format!(" at {}", e.step) };
+        let _ = writeln!(out, "  error: {}{at}: {}", e.code, e.message);
+    }
+    if !run.cancel_reason.is_empty() {
+        let _ = writeln!(out, "  cancel reason: {}", run.cancel_reason);
+    }
+    if !run.replay_of.is_empty() {
+        let _ = writeln!(out, "  replay of event {}", run.replay_of);
+    }
+    if !run.steps.is_empty() {
+        let width = run.steps.iter().map(|s| s.path.chars().count().max(s.step_id.chars().count())).max().unwrap_or(0);
+        let _ = writeln!(out, "Steps");
+        for s in &run.steps {
+            let path = if s.path.is_empty() { &s.step_id } else { &s.path };
+            let mut line = format!("  {path:<width$}  {:<9}", short(s.status().as_str_name(), "STEP_STATUS_"));
+            if s.attempt > 0 {
+                let _ = write!(line, "  attempt {}/{}", s.attempt, s.max_attempts);
+            }
+            if !s.job_id.is_empty() {
+                let _ = write!(line, "  {}", s.job_id);
+            }
+            if !s.skip_reason.is_empty() {
+                let _ = write!(line, "  {}", s.skip_reason);
+            }
+            if let Some(e) = s.error.as_ref().filter(|e| !e.code.is_empty() || !e.message.is_empty()) {
+                let _ = write!(line, "  {}: {}", e.code, e.message);
+            }
+            let _ = writeln!(out, "{}", line.trim_end());
+        }
+    }
+    let _ = writeln!(out, "Timeline");
+    if timeline.entries.is_empty() {
+        let _ = writeln!(out, "  (empty)");
+    }
+    let kind = |e: &drift::RunTimelineEntry| short(e.kind().as_str_name(), "RUN_EVENT_KIND_").to_string();
+    let kind_width = timeline.entries.iter().map(|e| kind(e).len()).max().unwrap_or(0);
+    let step_width =
+        timeline.entries.iter().map(|e| e.entry.as_ref().map_or(0, |t| t.step.chars().count())).max().unwrap_or(0);
+    for e in &timeline.entries {
+        let entry = e.entry.clone().unwrap_or_default();
+        let step_status = match e.step_status() {
+            drift::StepStatus::Unspecified => "",
+            s => short(s.as_str_name(), "STEP_STATUS_"),
+        };
+        let mut line = format!(
+            "  {:<20}  {:<kind_width$}  {:<step_width$}  {step_status:<9}",
+            when(entry.at.as_ref()),
+            kind(e),
+            entry.step
+        );
+        if e.attempt > 0 {
+            let _ = write!(line, "  attempt {}", e.attempt);
+        }
+        if !entry.message.is_empty() {
+            let _ = write!(line, "  {}", entry.message);
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+    out
 }

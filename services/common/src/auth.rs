@@ -79,9 +79,9 @@ pub const SCHEMA: &str = "platform";
 /// The platform schema: tenants, keys, and the idempotency records.
 pub static MIGRATIONS: &[crate::store::Migration] = &[
     crate::store::Migration {
-    version: 1,
-    description: "tenants, api keys, idempotency records",
-    postgres: "
+        version: 1,
+        description: "tenants, api keys, idempotency records",
+        postgres: "
         CREATE TABLE tenants (
             id TEXT PRIMARY KEY,
             name TEXT NOT NULL UNIQUE,
@@ -104,7 +104,7 @@ pub static MIGRATIONS: &[crate::store::Migration] = &[
             completed_at TIMESTAMPTZ,
             PRIMARY KEY (scope, key));
         CREATE INDEX idempotency_claimed ON idempotency (claimed_at);",
-    sqlite: "
+        sqlite: "
         CREATE TABLE tenants (
             id TEXT PRIMARY KEY,
             name TEXT NOT NULL UNIQUE,
@@ -127,12 +127,14 @@ pub static MIGRATIONS: &[crate::store::Migration] = &[
             completed_at INTEGER,
             PRIMARY KEY (scope, key));
         CREATE INDEX idempotency_claimed ON idempotency (claimed_at);",
-}, crate::store::Migration {
-    version: 2,
-    description: "service-token signing secret",
-    postgres: "CREATE TABLE service_secrets (id TEXT PRIMARY KEY, secret TEXT NOT NULL);",
-    sqlite: "CREATE TABLE service_secrets (id TEXT PRIMARY KEY, secret TEXT NOT NULL);",
-}];
+    },
+    crate::store::Migration {
+        version: 2,
+        description: "service-token signing secret",
+        postgres: "CREATE TABLE service_secrets (id TEXT PRIMARY KEY, secret TEXT NOT NULL);",
+        sqlite: "CREATE TABLE service_secrets (id TEXT PRIMARY KEY, secret TEXT NOT NULL);",
+    },
+];
 
 pub fn auth_store(db: &Db) -> Arc<dyn AuthStore> {
     match db {
@@ -537,10 +539,8 @@ impl Auth {
 
     async fn sign(&self, tenant: &str) -> Result<String, PulseError> {
         use hmac::Mac;
-        let secret = self
-            .service_secret
-            .get_or_try_init(|| async { self.store.service_secret(&random_secret()).await })
-            .await?;
+        let secret =
+            self.service_secret.get_or_try_init(|| async { self.store.service_secret(&random_secret()).await }).await?;
         let mut mac = hmac::Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
         mac.update(tenant.as_bytes());
         Ok(hex::encode(mac.finalize().into_bytes()))

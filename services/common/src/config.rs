@@ -113,6 +113,9 @@ pub struct Config {
     /// milliseconds (promotions in this process are picked up at once).
     /// Default 1000.
     pub model_poll_ms: u64,
+    /// How often retraining policies and drift monitors are evaluated, in
+    /// seconds (by one replica at a time). Default 30.
+    pub policy_interval_seconds: u64,
     /// Circuit breaker: the error rate (over at least
     /// `inference_breaker_min_requests` outcomes in a 10 s window) that opens
     /// it. Default 0.5.
@@ -182,6 +185,7 @@ impl Default for Config {
             inference_cache_entries: 100_000,
             inference_max_batch_rows: 10_000,
             model_poll_ms: 1000,
+            policy_interval_seconds: 30,
             inference_breaker_error_rate: 0.5,
             inference_breaker_min_requests: 20,
             inference_breaker_open_ms: 5000,

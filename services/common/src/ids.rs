@@ -22,6 +22,26 @@ pub fn new_id(prefix: &str) -> String {
 
 /// Checks an id made by [`new_id`] with this prefix; `field` names the
 /// request field in the error.
+/// An id fixed by what it stands for: `seed` names the one thing it may be
+/// created for (e.g. "pipeline pip_… for event 0192…"), so replicas racing
+/// to create it collide on the insert and only one wins. Its first 48 bits
+/// are `at_ms`, so such ids still sort by time like [`new_id`]'s.
+pub fn derived_id(prefix: &str, at_ms: i64, seed: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(seed.as_bytes());
+    let mut random = [0u8; 16];
+    random.copy_from_slice(&digest[..16]);
+    let value = ((at_ms.max(0) as u128 & 0xffff_ffff_ffff) << 80) | (u128::from_be_bytes(random) >> 48);
+    let mut out = String::with_capacity(prefix.len() + 27);
+    out.push_str(prefix);
+    out.push('_');
+    for i in (0..26).rev() {
+        let digit = ((value >> (i * 5)) & 0x1f) as usize;
+        out.push(CROCKFORD[digit] as char);
+    }
+    out
+}
+
 pub fn check_id(field: &str, prefix: &str, id: &str) -> Result<(), PulseError> {
     if id.is_empty() {
         return Err(PulseError::invalid(field, "is required"));

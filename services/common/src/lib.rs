@@ -13,6 +13,7 @@ pub mod grpc;
 pub mod host;
 pub mod idempotency;
 pub mod ids;
+pub mod json;
 pub mod metrics;
 pub mod objects;
 pub mod paging;

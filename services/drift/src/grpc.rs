@@ -1,6 +1,4 @@
-//! The gRPC adapter: request → domain call → response or Status. The
-//! drift part of the contract is served; retraining policies, pipelines and
-//! the event log answer UNIMPLEMENTED, saying so.
+//! The gRPC adapter: request → domain call → response or Status.
 
 use std::pin::Pin;
 
@@ -11,28 +9,24 @@ use pulse_proto::drift::v1 as pb;
 use pulse_proto::drift::v1::drift_service_server::DriftService;
 use pulse_proto::tonic::{Request, Response, Status};
 
+use crate::DriftHost;
 use crate::domain::Drift;
 use crate::error::DriftError;
+use crate::pipeline::RunRequest;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct DriftGrpc {
     drift: Drift,
+    host: DriftHost,
 }
 
 impl DriftGrpc {
-    pub fn new(drift: Drift) -> Self {
-        Self { drift }
+    pub fn new(host: DriftHost) -> Self {
+        Self { drift: host.drift.clone(), host }
     }
 }
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
-
-fn not_served(method: &str) -> Status {
-    status(DriftError::Unimplemented(format!(
-        "pulse.drift.v1.DriftService/{method} is not served yet: this Pulse build serves drift checks, reports, \
-         baselines and monitors; retraining policies, pipelines and the event log come later"
-    )))
-}
 
 #[pulse_proto::tonic::async_trait]
 impl DriftService for DriftGrpc {
@@ -90,124 +84,197 @@ impl DriftService for DriftGrpc {
 
     async fn set_retraining_policy(
         &self,
-        _: Request<pb::SetRetrainingPolicyRequest>,
+        req: Request<pb::SetRetrainingPolicyRequest>,
     ) -> Result<Response<pb::RetrainingPolicy>, Status> {
-        Err(not_served("SetRetrainingPolicy"))
+        let tenant = tenant(&req)?;
+        let policy = req.into_inner().policy.unwrap_or_default();
+        Ok(Response::new(self.host.policies.set(&tenant, policy).await.map_err(status)?))
     }
 
     async fn get_retraining_policy(
         &self,
-        _: Request<pb::GetRetrainingPolicyRequest>,
+        req: Request<pb::GetRetrainingPolicyRequest>,
     ) -> Result<Response<pb::RetrainingPolicy>, Status> {
-        Err(not_served("GetRetrainingPolicy"))
+        let tenant = tenant(&req)?;
+        Ok(Response::new(self.host.policies.get(&tenant, &req.get_ref().model).await.map_err(status)?))
     }
 
     async fn list_retraining_policies(
         &self,
-        _: Request<pb::ListRetrainingPoliciesRequest>,
+        req: Request<pb::ListRetrainingPoliciesRequest>,
     ) -> Result<Response<pb::ListRetrainingPoliciesResponse>, Status> {
-        Err(not_served("ListRetrainingPolicies"))
+        let tenant = tenant(&req)?;
+        Ok(Response::new(self.host.policies.list(&tenant, req.get_ref()).await.map_err(status)?))
     }
 
     async fn evaluate_policies(
         &self,
-        _: Request<pb::EvaluatePoliciesRequest>,
+        req: Request<pb::EvaluatePoliciesRequest>,
     ) -> Result<Response<pb::EvaluatePoliciesResponse>, Status> {
-        Err(not_served("EvaluatePolicies"))
+        let tenant = tenant(&req)?;
+        let decisions =
+            self.host.policies.evaluate(&tenant, &req.get_ref().model, chrono::Utc::now()).await.map_err(status)?;
+        Ok(Response::new(pb::EvaluatePoliciesResponse { decisions }))
     }
 
     async fn list_policy_decisions(
         &self,
-        _: Request<pb::ListPolicyDecisionsRequest>,
+        req: Request<pb::ListPolicyDecisionsRequest>,
     ) -> Result<Response<pb::ListPolicyDecisionsResponse>, Status> {
-        Err(not_served("ListPolicyDecisions"))
+        let tenant = tenant(&req)?;
+        Ok(Response::new(self.host.policies.decisions(&tenant, req.get_ref()).await.map_err(status)?))
     }
 
-    async fn create_pipeline(&self, _: Request<pb::CreatePipelineRequest>) -> Result<Response<pb::Pipeline>, Status> {
-        Err(not_served("CreatePipeline"))
+    async fn create_pipeline(&self, req: Request<pb::CreatePipelineRequest>) -> Result<Response<pb::Pipeline>, Status> {
+        let tenant = tenant(&req)?;
+        let p = req.into_inner().pipeline.unwrap_or_default();
+        Ok(Response::new(self.host.pipelines.create(&tenant, p).await.map_err(status)?))
     }
 
-    async fn update_pipeline(&self, _: Request<pb::UpdatePipelineRequest>) -> Result<Response<pb::Pipeline>, Status> {
-        Err(not_served("UpdatePipeline"))
+    async fn update_pipeline(&self, req: Request<pb::UpdatePipelineRequest>) -> Result<Response<pb::Pipeline>, Status> {
+        let tenant = tenant(&req)?;
+        let p = req.into_inner().pipeline.unwrap_or_default();
+        Ok(Response::new(self.host.pipelines.update(&tenant, p).await.map_err(status)?))
     }
 
-    async fn get_pipeline(&self, _: Request<pb::GetPipelineRequest>) -> Result<Response<pb::Pipeline>, Status> {
-        Err(not_served("GetPipeline"))
+    async fn get_pipeline(&self, req: Request<pb::GetPipelineRequest>) -> Result<Response<pb::Pipeline>, Status> {
+        let tenant = tenant(&req)?;
+        Ok(Response::new(self.host.pipelines.get(&tenant, &req.get_ref().pipeline_id).await.map_err(status)?))
     }
 
     async fn list_pipelines(
         &self,
-        _: Request<pb::ListPipelinesRequest>,
+        req: Request<pb::ListPipelinesRequest>,
     ) -> Result<Response<pb::ListPipelinesResponse>, Status> {
-        Err(not_served("ListPipelines"))
+        let tenant = tenant(&req)?;
+        let page = req.get_ref().page.clone().unwrap_or_default();
+        Ok(Response::new(self.host.pipelines.list(&tenant, &page).await.map_err(status)?))
     }
 
     async fn start_pipeline_run(
         &self,
-        _: Request<pb::StartPipelineRunRequest>,
+        req: Request<pb::StartPipelineRunRequest>,
     ) -> Result<Response<pb::PipelineRun>, Status> {
-        Err(not_served("StartPipelineRun"))
+        let tenant = tenant(&req)?;
+        let r = req.into_inner();
+        let pipeline = self.host.pipelines.get(&tenant, &r.pipeline_id).await.map_err(status)?;
+        let inputs = match r.inputs.as_ref().map(pulse_common::json::to_json) {
+            Some(serde_json::Value::Object(map)) => map,
+            _ => Default::default(),
+        };
+        let (origin, trigger) = match r.signal {
+            Some(mut signal) => {
+                signal.tenant_id = tenant.clone();
+                (pb::RunOrigin::Event, Some(signal))
+            }
+            None => (pb::RunOrigin::Manual, None),
+        };
+        let run = self
+            .host
+            .pipelines
+            .start(&tenant, &pipeline, RunRequest { inputs, origin, trigger, ..Default::default() })
+            .await
+            .map_err(status)?;
+        Ok(Response::new(run))
     }
 
     async fn get_pipeline_run(
         &self,
-        _: Request<pb::GetPipelineRunRequest>,
+        req: Request<pb::GetPipelineRunRequest>,
     ) -> Result<Response<pb::PipelineRun>, Status> {
-        Err(not_served("GetPipelineRun"))
+        let tenant = tenant(&req)?;
+        Ok(Response::new(self.host.pipelines.run(&tenant, &req.get_ref().run_id).await.map_err(status)?))
     }
 
     async fn list_pipeline_runs(
         &self,
-        _: Request<pb::ListPipelineRunsRequest>,
+        req: Request<pb::ListPipelineRunsRequest>,
     ) -> Result<Response<pb::ListPipelineRunsResponse>, Status> {
-        Err(not_served("ListPipelineRuns"))
+        let tenant = tenant(&req)?;
+        Ok(Response::new(self.host.pipelines.list_runs(&tenant, req.get_ref()).await.map_err(status)?))
     }
 
     async fn cancel_pipeline_run(
         &self,
-        _: Request<pb::CancelPipelineRunRequest>,
+        req: Request<pb::CancelPipelineRunRequest>,
     ) -> Result<Response<pb::PipelineRun>, Status> {
-        Err(not_served("CancelPipelineRun"))
+        let tenant = tenant(&req)?;
+        let r = req.get_ref();
+        Ok(Response::new(self.host.pipelines.cancel(&tenant, &r.run_id, &r.reason).await.map_err(status)?))
     }
 
     async fn retry_pipeline_run(
         &self,
-        _: Request<pb::RetryPipelineRunRequest>,
+        req: Request<pb::RetryPipelineRunRequest>,
     ) -> Result<Response<pb::PipelineRun>, Status> {
-        Err(not_served("RetryPipelineRun"))
+        let tenant = tenant(&req)?;
+        Ok(Response::new(self.host.pipelines.retry(&tenant, &req.get_ref().run_id).await.map_err(status)?))
     }
 
     async fn get_run_timeline(
         &self,
-        _: Request<pb::GetRunTimelineRequest>,
+        req: Request<pb::GetRunTimelineRequest>,
     ) -> Result<Response<pb::RunTimeline>, Status> {
-        Err(not_served("GetRunTimeline"))
+        let tenant = tenant(&req)?;
+        Ok(Response::new(self.host.pipelines.timeline(&tenant, req.get_ref()).await.map_err(status)?))
     }
 
     async fn publish_events(
         &self,
-        _: Request<pb::PublishEventsRequest>,
+        req: Request<pb::PublishEventsRequest>,
     ) -> Result<Response<pb::PublishEventsResponse>, Status> {
-        Err(not_served("PublishEvents"))
+        let tenant = tenant(&req)?;
+        let key = req.metadata().get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let outcome = self.host.log.publish(&tenant, req.into_inner().events, &key).await.map_err(status)?;
+        // Triggers fire now for the caller to see; the dispatcher would start
+        // the same runs (same ids) a moment later.
+        let mut started = Vec::new();
+        for e in &outcome.stored {
+            started.extend(self.host.pipelines.deliver(e).await.map_err(status)?);
+        }
+        Ok(Response::new(pb::PublishEventsResponse {
+            message_ids: outcome.message_ids,
+            published: outcome.published,
+            duplicates: outcome.duplicates,
+            started_run_ids: started,
+        }))
     }
 
-    async fn list_events(&self, _: Request<pb::ListEventsRequest>) -> Result<Response<pb::ListEventsResponse>, Status> {
-        Err(not_served("ListEvents"))
+    async fn list_events(
+        &self,
+        req: Request<pb::ListEventsRequest>,
+    ) -> Result<Response<pb::ListEventsResponse>, Status> {
+        let tenant = tenant(&req)?;
+        let r = req.get_ref();
+        let selector = r.selector.clone().unwrap_or_default();
+        let page = r.page.clone().unwrap_or_default();
+        let (events, next) = self.host.log.list(&tenant, &selector, r.newest_first, &page).await.map_err(status)?;
+        Ok(Response::new(pb::ListEventsResponse {
+            events,
+            page: Some(pulse_proto::common::v1::PageResponse { next_page_token: next }),
+        }))
     }
 
     type WatchEventsStream = BoxStream<EventEnvelope>;
 
     async fn watch_events(
         &self,
-        _: Request<pb::WatchEventsRequest>,
+        req: Request<pb::WatchEventsRequest>,
     ) -> Result<Response<Self::WatchEventsStream>, Status> {
-        Err(not_served("WatchEvents"))
+        use futures::StreamExt;
+        let tenant = tenant(&req)?;
+        let r = req.into_inner();
+        let selector = r.selector.unwrap_or_default();
+        let after = (!r.after_message_id.is_empty()).then_some(r.after_message_id.as_str());
+        let stream = self.host.log.watch(&tenant, &selector, after).await.map_err(status)?;
+        Ok(Response::new(Box::pin(stream.map(|item| item.map_err(status)))))
     }
 
     async fn replay_events(
         &self,
-        _: Request<pb::ReplayEventsRequest>,
+        req: Request<pb::ReplayEventsRequest>,
     ) -> Result<Response<pb::ReplayEventsResponse>, Status> {
-        Err(not_served("ReplayEvents"))
+        let tenant = tenant(&req)?;
+        Ok(Response::new(self.host.pipelines.replay(&tenant, req.get_ref()).await.map_err(status)?))
     }
 }

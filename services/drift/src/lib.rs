@@ -2,9 +2,11 @@
 //! (or a dataset version) with the model version's baseline — KS,
 //! Wasserstein, PSI and Jensen–Shannon for numeric features, PSI and
 //! chi-square for categorical ones, the outputs, and performance from
-//! feedback — and keeps the reports, monitors and baselines. Retraining
-//! policies, pipelines and the event log are not served yet.
+//! feedback — and keeps the reports, monitors and baselines; retraining
+//! policies and their scheduler; pipelines (durable runs of steps that call
+//! Pulse) and the persisted, replayable event log every service writes to.
 
+mod caller;
 pub mod columns;
 pub mod compare;
 pub mod domain;
@@ -14,6 +16,7 @@ mod grpc;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
+pub mod retrain;
 pub mod schedule;
 pub mod stats;
 
@@ -29,12 +32,37 @@ pub use grpc::DriftGrpc;
 
 pub const SCHEMA: &str = "drift";
 
-pub static MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "records and events",
-    postgres: pulse_common::records::POSTGRES,
-    sqlite: pulse_common::records::SQLITE,
-}];
+pub static MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "records and events",
+        postgres: pulse_common::records::POSTGRES,
+        sqlite: pulse_common::records::SQLITE,
+    },
+    Migration {
+        version: 2,
+        description: "event log envelopes, positions and relay cursors",
+        postgres: events::MIGRATION_POSTGRES,
+        sqlite: events::MIGRATION_SQLITE,
+    },
+    Migration {
+        version: 3,
+        description: "pipeline run leases",
+        postgres: pulse_common::records::LEASES_POSTGRES,
+        sqlite: pulse_common::records::LEASES_SQLITE,
+    },
+];
+
+/// The drift service's parts: drift checks, the event log, pipelines and
+/// retraining policies.
+#[derive(Clone)]
+pub struct DriftHost {
+    pub drift: Drift,
+    pub log: events::EventLog,
+    pub pipelines: pipeline::Pipelines,
+    pub policies: policy::Policies,
+    pub runs: retrain::PolicyRuns,
+}
 
 /// Opens the drift state. Reference rows are read through the snapshot
 /// domain, models and their test metrics through the trainer's, the
@@ -46,22 +74,77 @@ pub async fn open(
     snapshots: pulse_snapshot::Snapshots,
     inference: pulse_inference::Inference,
     lineage: Option<pulse_lineage::Lineage>,
-) -> Result<Drift, PulseError> {
+) -> Result<DriftHost, PulseError> {
     let db = platform.database.open(SCHEMA, MIGRATIONS).await?;
-    Ok(Drift::new(
-        trainer,
-        snapshots,
-        inference,
+    let records = record_store(&db);
+    let drift = Drift::new(
+        trainer.clone(),
+        snapshots.clone(),
+        inference.clone(),
         lineage,
-        record_store(&db),
+        records.clone(),
         metrics::DriftMetrics::new(&platform.metrics.registry),
-    ))
+    );
+    let log = events::EventLog::new(db.clone());
+    let pipelines = pipeline::Pipelines::new(records.clone(), log.clone());
+    let policies = policy::Policies::new(drift.clone(), inference, trainer.clone(), snapshots.clone(), records);
+    let runs = retrain::PolicyRuns::new(pipelines.clone(), trainer, snapshots);
+    Ok(DriftHost { drift, log, pipelines, policies, runs })
 }
 
-pub fn hosted(drift: Drift, platform: &Platform) -> Hosted {
+pub fn hosted(host: DriftHost, platform: &Platform) -> Hosted {
     Hosted::new(
-        DriftServiceServer::new(DriftGrpc::new(drift))
+        DriftServiceServer::new(DriftGrpc::new(host))
             .max_decoding_message_size(platform.config.max_message_bytes)
             .max_encoding_message_size(platform.config.max_message_bytes),
     )
+}
+
+/// Starts the background work once the server listens at `addr`: the event
+/// relay (every service's outbox into the log), the pipeline workers and
+/// trigger dispatcher, and the policy and monitor scheduler. Every part is
+/// safe with many replicas.
+pub fn start_background(
+    host: &DriftHost,
+    platform: &Platform,
+    addr: std::net::SocketAddr,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, PulseError> {
+    let tls = platform.config.tls_cert.is_some();
+    let endpoint = format!("{}://{}", if tls { "https" } else { "http" }, own_address(addr));
+    let ca = match platform.config.tls_ca.as_ref().or(platform.config.tls_cert.as_ref()) {
+        Some(path) if tls => Some(
+            std::fs::read(path)
+                .map_err(|e| PulseError::Config(format!("cannot read {} for pipeline calls: {e}", path.display())))?,
+        ),
+        _ => None,
+    };
+    let caller =
+        caller::GrpcCaller::new(platform.auth.clone(), &endpoint, ca.as_deref()).map_err(PulseError::Config)?;
+    let lease = std::time::Duration::from_secs(platform.config.job_lease_seconds.max(1));
+    let mut handles = pipeline::spawn_workers(host.pipelines.clone(), std::sync::Arc::new(caller), 2, lease);
+    handles.push(events::spawn_relay(
+        host.log.clone(),
+        platform.database.clone(),
+        std::time::Duration::from_millis(500),
+        std::future::pending(),
+    ));
+    let (_keep, shutdown) = tokio::sync::watch::channel(false);
+    std::mem::forget(_keep);
+    handles.push(policy::spawn_scheduler(
+        host.policies.clone(),
+        std::sync::Arc::new(host.runs.clone()),
+        std::time::Duration::from_secs(platform.config.policy_interval_seconds.max(1)),
+        shutdown,
+    ));
+    Ok(handles)
+}
+
+/// The address to call this process at: a wildcard listen address becomes
+/// loopback.
+fn own_address(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    let mut a = addr;
+    if a.ip().is_unspecified() {
+        a.set_ip(if a.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+    }
+    a
 }

@@ -801,6 +801,38 @@ impl Inference {
         }
     }
 
+    /// How many predictions of `model` made at or after `since_ms` have
+    /// feedback, counting up to `cap` (0: no cap). Reads only the model's
+    /// feedback records, newest prediction first, and stops at the first
+    /// prediction older than `since_ms` (feedback records are keyed by their
+    /// prediction's time-ordered id) or at the cap.
+    pub async fn count_feedback(
+        &self,
+        tenant: &str,
+        model: &str,
+        since_ms: i64,
+        cap: u64,
+    ) -> Result<u64, InferenceError> {
+        let mut count = 0u64;
+        let mut after = String::new();
+        loop {
+            let q =
+                ListQuery { parent: Some(model), after: &after, limit: 1000, newest_first: true, ..Default::default() };
+            let page = self.inner.records.list(tenant, FEEDBACK, q).await?;
+            let Some(last) = page.last() else { return Ok(count) };
+            after = last.id.clone();
+            for rec in &page {
+                if id_millis(&rec.id).is_some_and(|ms| ms < since_ms) {
+                    return Ok(count);
+                }
+                count += 1;
+                if cap != 0 && count >= cap {
+                    return Ok(count);
+                }
+            }
+        }
+    }
+
     // ------------------------------------------------------------ traffic
 
     pub async fn traffic_policy(&self, tenant: &str, model: &str) -> Result<pb::TrafficPolicy, InferenceError> {
@@ -1054,4 +1086,19 @@ impl pulse_lineage::domain::NodeResolver for PredictionNodes {
         let edge = Edge { from_id: model_node, to_id: id.to_string(), relation: "predicted".into(), created_at };
         Some((Node { id: id.to_string(), kind: NodeKind::Prediction, attributes, created_at }, vec![edge]))
     }
+}
+
+/// The creation time (ms) of an id made by `pulse_common::ids::new_id`: the
+/// UUIDv7 timestamp in its 26 base32 characters.
+fn id_millis(id: &str) -> Option<i64> {
+    const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let body = id.rsplit_once('_')?.1;
+    if body.len() != 26 {
+        return None;
+    }
+    let mut value: u128 = 0;
+    for b in body.bytes() {
+        value = (value << 5) | CROCKFORD.iter().position(|c| *c == b)? as u128;
+    }
+    Some((value >> 80) as i64)
 }

@@ -1,4 +1,4 @@
-//! The operator commands: lineage, admin and whoami, over `pulse-client`.
+//! The operator commands: lineage, pipeline runs, admin and whoami, over `pulse-client`.
 
 use std::path::{Path, PathBuf};
 
@@ -112,6 +112,15 @@ pub enum Command {
     /// Tenants and API keys (needs the admin key).
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Pipeline runs.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RunsCommand {
+    /// A run's state, its steps and its timeline (oldest first).
+    Show { run_id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -235,6 +244,10 @@ async fn tenant_command(client: Client, command: Command) -> anyhow::Result<()> 
             } else {
                 println!("tenant {}  key {}", me.tenant_id, me.key_id);
             }
+        }
+        Command::Runs(RunsCommand::Show { run_id }) => {
+            let (run, timeline) = tokio::try_join!(client.get_pipeline_run(&run_id), client.run_timeline(&run_id))?;
+            print!("{}", pulse_client::run_report(&run, &timeline));
         }
         _ => bail!("not a tenant command"),
     }

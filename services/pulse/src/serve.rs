@@ -18,6 +18,7 @@ struct Opened {
     trainer: Option<pulse_trainer::Trainer>,
     training_workers_started: bool,
     inference: Option<pulse_inference::Inference>,
+    drift: Option<pulse_drift::DriftHost>,
 }
 
 impl Opened {
@@ -107,7 +108,9 @@ async fn hosted(platform: &Platform, service: ServiceName, opened: &mut Opened) 
                     i
                 }
             };
-            let drift = pulse_drift::open(platform, trainer, snapshots, inference, Some(lineage)).await?;
+            let mut drift = pulse_drift::open(platform, trainer, snapshots, inference, Some(lineage)).await?;
+            drift.policies = drift.policies.with_datasources(opened.datasources(platform).await?);
+            opened.drift = Some(drift.clone());
             pulse_drift::hosted(drift, platform)
         }
     })
@@ -144,6 +147,10 @@ pub async fn run(only: Option<ServiceName>, args: ServeArgs) -> anyhow::Result<(
         pulse_inference::resolve_predictions(&platform, lineage).await?;
     }
     let mut server = Server::bind(&platform, services).await?;
+    if let Some(drift) = &opened.drift {
+        // Pipeline steps call Pulse at the address just bound.
+        pulse_drift::start_background(drift, &platform, server.addr)?;
+    }
 
     let tenant_key = config.state_dir.join("default.key");
     if only.is_none()

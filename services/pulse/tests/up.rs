@@ -572,3 +572,202 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Customers for the churn contract of `pulse_client::testing`.
+fn churn_csv(rows: usize) -> String {
+    let mut text = String::from("tenure,spend,plan,churned\n");
+    for i in 0..rows {
+        let tenure = (i * 37) % 60;
+        let spend = 20.0 + ((i * 13) % 80) as f64;
+        let plan = if i % 3 == 0 { "pro" } else { "basic" };
+        let churned = tenure < 20 && plan == "basic" || i % 11 == 0;
+        text.push_str(&format!("{tenure},{spend:.1},{plan},{churned}\n"));
+    }
+    text
+}
+
+async fn wait_run(client: &Client, id: &str, timeout: Duration) -> pulse_proto::drift::v1::PipelineRun {
+    use pulse_proto::common::v1::JobStatus;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let run = client.get_pipeline_run(id).await.unwrap();
+        let done = [JobStatus::Succeeded, JobStatus::Failed, JobStatus::Canceled].map(|s| s as i32);
+        if done.contains(&run.status) {
+            return run;
+        }
+        assert!(Instant::now() < deadline, "run {id} not final in time: {run:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The loop closed: a model in production, predictions and feedback; a
+/// retraining policy fires once; its run (extract → validate → train →
+/// evaluate → promote) survives `kill -9` of the only process in the middle,
+/// and ends with exactly one new model version and at most one promotion,
+/// the promotion's outcome on the timeline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_retrains_once_and_its_run_survives_a_kill() {
+    use pulse_client::testing::{CHURN_CONTRACT, promote, snapshot_csv, train_logistic};
+    use pulse_proto::common::v1::JobStatus;
+    use pulse_proto::drift::v1 as dr;
+    use pulse_proto::inference::v1::{self as inf, feature_value::Kind};
+    use pulse_proto::trainer::v1 as tr;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("churn.csv"), churn_csv(600)).unwrap();
+    let env = [("PULSE_JOB_LEASE_SECONDS", "3".to_string()), ("PULSE_POLICY_INTERVAL_SECONDS", "1".to_string())];
+    let mut up = start_with(dir, &env);
+    let key = std::fs::read_to_string(up.dir.path().join(".pulse/default.key")).unwrap().trim().to_string();
+    let client = Client::connect(&up.grpc, Some(&key)).await.unwrap();
+
+    let data = snapshot_csv(&client, up.dir.path(), "churn.csv", "churn").await;
+    client.register_contract(CHURN_CONTRACT).await.unwrap();
+    // Many epochs, so the retraining is still running when the process dies.
+    let v1 = train_logistic(&client, &data, "churn", 7, 400.0).await;
+    promote(&client, "churn", v1).await;
+
+    // Malformed policies are refused, naming the field.
+    let bad = dr::RetrainingPolicy {
+        model: "churn".into(),
+        triggers: vec![dr::PolicyTrigger {
+            name: String::new(),
+            kind: Some(dr::policy_trigger::Kind::Schedule(dr::ScheduleCondition {
+                cron: "61 * * * *".into(),
+                timezone: String::new(),
+            })),
+        }],
+        ..Default::default()
+    };
+    let e = client.set_retraining_policy(bad, None).await.unwrap_err();
+    assert_eq!(e.code(), pulse_proto::tonic::Code::InvalidArgument, "{e}");
+    assert!(e.message().contains("triggers[0].schedule.cron"), "{e}");
+
+    // Fire on 5 new feedback records.
+    let policy = dr::RetrainingPolicy {
+        model: "churn".into(),
+        triggers: vec![dr::PolicyTrigger {
+            name: "feedback".into(),
+            kind: Some(dr::policy_trigger::Kind::Feedback(dr::FeedbackCondition { new_feedback: 5 })),
+        }],
+        ..Default::default()
+    };
+    client.set_retraining_policy(policy, None).await.unwrap();
+    let v = |k: Kind| inf::FeatureValue { kind: Some(k) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut fed = 0;
+    while fed < 8 {
+        let row = inf::Row {
+            features: [
+                ("tenure".to_string(), v(Kind::IntValue(3 + fed))),
+                ("spend".to_string(), v(Kind::FloatValue(30.0))),
+                ("plan".to_string(), v(Kind::CategoryValue("basic".into()))),
+            ]
+            .into(),
+        };
+        match client.predict(inf::PredictRequest { model: "churn".into(), row: Some(row), ..Default::default() }).await
+        {
+            Ok(p) => {
+                client
+                    .record_feedback(inf::RecordFeedbackRequest {
+                        prediction_id: p.id,
+                        truth: Some(inf::record_feedback_request::Truth::Label("true".into())),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+                fed += 1;
+            }
+            Err(e) => {
+                assert!(Instant::now() < deadline, "no prediction: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+
+    // The scheduler (1 s) fires the policy and starts the built-in pipeline.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run = loop {
+        let runs = client
+            .list_pipeline_runs(dr::ListPipelineRunsRequest {
+                origin: dr::RunOrigin::Policy as i32,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .runs;
+        if let Some(r) = runs.into_iter().next() {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "the policy did not fire");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(run.pipeline_name, "retrain");
+    assert!(!run.policy_decision_id.is_empty());
+
+    // Kill the process while the run is mid-way (training, or just after).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let r = client.get_pipeline_run(&run.id).await.unwrap();
+        assert!(
+            r.status != JobStatus::Succeeded as i32 && r.status != JobStatus::Failed as i32,
+            "finished before the kill: {r:#?}"
+        );
+        if r.steps
+            .iter()
+            .any(|s| s.step_id == "train" && s.status == dr::StepStatus::Running as i32 && !s.job_id.is_empty())
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the run never reached training: {r:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    up.child.kill().unwrap();
+    up.child.wait().unwrap();
+    let dir = std::mem::replace(&mut up.dir, tempfile::tempdir().unwrap());
+    drop(up);
+    let up = start_with(dir, &env);
+    let client = Client::connect(&up.grpc, Some(&key)).await.unwrap();
+
+    let finished = wait_run(&client, &run.id, Duration::from_secs(240)).await;
+    assert_eq!(finished.status, JobStatus::Succeeded as i32, "{finished:#?}");
+    let steps: Vec<(&str, i32)> = finished.steps.iter().map(|s| (s.step_id.as_str(), s.status)).collect();
+    for (id, status) in &steps {
+        assert_eq!(*status, dr::StepStatus::Completed as i32, "step {id}: {finished:#?}");
+    }
+    // Exactly one new version: the resumed step waited on the job it had
+    // started instead of starting another.
+    let versions = client
+        .list_model_versions(tr::ListModelVersionsRequest { model: "churn".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .versions;
+    assert_eq!(versions.len(), 2, "{versions:#?}");
+    let promote_step = finished.steps.iter().find(|s| s.step_id == "promote").unwrap();
+    let output = pulse_common::json::to_json(promote_step.output.as_ref().unwrap());
+    let promoted = output["promoted"].as_bool().unwrap();
+    let production = client.get_model("churn").await.unwrap().production_version;
+    assert_eq!(production, if promoted { 2 } else { v1 });
+    let timeline = client.run_timeline(&run.id).await.unwrap();
+    let messages: Vec<String> = timeline.entries.iter().map(|e| e.entry.clone().unwrap().message).collect();
+    assert!(
+        messages.iter().any(|m| m.contains("promoted churn v2") || m.contains("promotion refused")),
+        "{messages:#?}"
+    );
+    // Fired once: its cooldown (24 h by default) holds it back since.
+    let fired = client
+        .list_policy_decisions(dr::ListPolicyDecisionsRequest {
+            model: "churn".into(),
+            fired_only: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .decisions;
+    assert_eq!(fired.len(), 1, "{fired:#?}");
+    let runs = client
+        .list_pipeline_runs(dr::ListPipelineRunsRequest { origin: dr::RunOrigin::Policy as i32, ..Default::default() })
+        .await
+        .unwrap()
+        .runs;
+    assert_eq!(runs.len(), 1);
+}
