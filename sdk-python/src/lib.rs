@@ -13,6 +13,7 @@
 //! The pure-Python package `pulse` wraps this module; users import `pulse`.
 
 mod datasets;
+mod pipelines;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -763,7 +764,24 @@ impl PyClient {
     /// reads them).
     #[pyo3(signature = (method, request, idempotency_key=String::new()))]
     fn call_json(&self, py: Python<'_>, method: String, request: String, idempotency_key: String) -> PyResult<String> {
+        // Policies, pipelines, runs and events: the request is checked
+        // against its contract before anything is sent (`InvalidSpec`).
+        if let Some(prepared) = pipelines::prepare(&method, &request) {
+            let prepared = prepared.map_err(|e| pipelines::spec_error(py, e))?;
+            return self.run(py, |c| pipelines::call(c, prepared, idempotency_key));
+        }
         self.run(py, |c| datasets::call(c, method, request, idempotency_key))
+    }
+
+    /// Opens `WatchEvents` (a `WatchEventsRequest` as JSON): an iterator of
+    /// events as JSON, from `after_message_id` or from now.
+    fn watch_events(&self, py: Python<'_>, request_json: String) -> PyResult<pipelines::EventStream> {
+        let prepared = match pipelines::prepare("watch_events", &request_json) {
+            Some(p) => p.map_err(|e| pipelines::spec_error(py, e))?,
+            None => unreachable!("watch_events is one of the pipeline calls"),
+        };
+        let stream = self.run(py, |c| pipelines::watch(c, prepared))?;
+        Ok(pipelines::EventStream::new(stream))
     }
 
     /// A dataset version as one Arrow IPC stream (the server verified every
@@ -837,6 +855,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DEFAULT_ENDPOINT", pulse_client::DEFAULT_ENDPOINT)?;
     m.add_class::<PyClient>()?;
     m.add_class::<Trace>()?;
+    m.add_class::<pipelines::EventStream>()?;
     m.add("PulseError", py.get_type::<PulseError>())?;
     m.add("InvalidArgument", py.get_type::<InvalidArgument>())?;
     m.add("NotFound", py.get_type::<NotFound>())?;
@@ -849,5 +868,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("Unavailable", py.get_type::<Unavailable>())?;
     m.add("Unimplemented", py.get_type::<Unimplemented>())?;
     m.add("Internal", py.get_type::<Internal>())?;
+    m.add("InvalidSpec", pipelines::invalid_spec_type(py)?)?;
     Ok(())
 }

@@ -97,6 +97,8 @@ def _start(state_dir: Path) -> Server:
     # Tests register files from their temporary directories (siblings of the
     # state directory).
     env["PULSE_FILE_ROOTS"] = json.dumps([str(state_dir.parent)])
+    # Policies are evaluated every second, so a fired policy shows at once.
+    env["PULSE_POLICY_INTERVAL_SECONDS"] = "1"
     stderr_path = state_dir.parent / f"{state_dir.name}-stderr.log"
     stderr = open(stderr_path, "wb")
     cmd = [

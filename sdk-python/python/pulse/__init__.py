@@ -19,6 +19,17 @@ from pulse._datasets import Datasource, DatasetVersion, Record, SnapshotJob
 from pulse._drift import Baseline, DriftReport, FeatureDrift, MetricValue, Monitor
 from pulse._inference import Feedback, Prediction
 from pulse._native import Trace, __version__
+from pulse._pipelines import (
+    Event,
+    EventWatch,
+    InvalidSpec,
+    Pipeline,
+    PipelineRun,
+    PolicyDecision,
+    RetrainingPolicy,
+    RunTimeline,
+    TimelineEntry,
+)
 from pulse._training import Checkpoint, ModelVersion, TrainingJob, TrainingRun
 from pulse.exceptions import (
     Aborted,
@@ -56,8 +67,17 @@ __all__ = [
     "MetricValue",
     "Monitor",
     "Baseline",
+    "RetrainingPolicy",
+    "PolicyDecision",
+    "Pipeline",
+    "PipelineRun",
+    "RunTimeline",
+    "TimelineEntry",
+    "Event",
+    "EventWatch",
     "PulseError",
     "InvalidArgument",
+    "InvalidSpec",
     "NotFound",
     "AlreadyExists",
     "PermissionDenied",

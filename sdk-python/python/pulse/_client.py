@@ -9,6 +9,7 @@ from pulse import _native
 from pulse._datasets import DatasetsMixin
 from pulse._drift import DriftMixin
 from pulse._inference import InferenceMixin
+from pulse._pipelines import PipelinesMixin
 from pulse._training import TrainingMixin, WorkersMixin
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ def connect(endpoint: str | None = None, api_key: str | None = None) -> Client:
     return Client(endpoint, api_key)
 
 
-class Client(DatasetsMixin, TrainingMixin, WorkersMixin, InferenceMixin, DriftMixin):
+class Client(DatasetsMixin, TrainingMixin, WorkersMixin, InferenceMixin, DriftMixin, PipelinesMixin):
     """A connection to a Pulse server, authenticated by one API key.
 
     Create one with :func:`pulse.connect` (or ``pulse.Client(endpoint, api_key)``,

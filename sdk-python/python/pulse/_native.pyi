@@ -11,8 +11,10 @@ __all__ = [
     "DEFAULT_ENDPOINT",
     "Client",
     "Trace",
+    "EventStream",
     "PulseError",
     "InvalidArgument",
+    "InvalidSpec",
     "NotFound",
     "AlreadyExists",
     "PermissionDenied",
@@ -198,6 +200,23 @@ class Trace:
         """IPython/Jupyter display: the tree."""
 
 @final
+class EventStream:
+    """Events of ``WatchEvents`` as they arrive, one JSON text each.
+
+    ``next()`` blocks with the GIL released (Ctrl-C interrupts the wait and
+    leaves the stream usable); the end of the stream or :meth:`close` stops
+    the iteration.
+    """
+
+    def __iter__(self) -> EventStream: ...
+    def __next__(self) -> str: ...
+    def close(self) -> None:
+        """Ends the call, also while another thread waits in ``next()``."""
+    @property
+    def closed(self) -> bool:
+        """True once the stream ended or was closed."""
+
+@final
 class Client:
     """A connection to a Pulse server, authenticated by one API key.
 
@@ -273,7 +292,19 @@ class Client:
     def export_lineage(self, root_id: str = "", max_nodes: int = 0) -> Export:
         """The tenant's graph, or the part connected to ``root_id``."""
     def call_json(self, method: str, request: str, idempotency_key: str = "") -> str:
-        """One unary call by its SDK name (e.g. ``"check_drift"``), request and answer as proto3 JSON."""
+        """One unary call by its SDK name (e.g. ``"check_drift"``), request and answer as proto3 JSON.
+
+        The policy, pipeline, run and event calls (``set_retraining_policy``,
+        ``create_pipeline``, ``start_pipeline_run``, ``get_run_timeline``,
+        ``publish_events``, ``replay_events``, …) check the request against
+        the contract first and raise :class:`InvalidSpec` naming the field
+        (unknown keys, enum values, durations); they read enum values in any
+        case with or without prefix and durations such as ``"24h"``, and
+        answer enum values short and upper case (``"SUCCEEDED"``).
+        """
+    def watch_events(self, request_json: str) -> EventStream:
+        """Opens ``WatchEvents`` (a ``WatchEventsRequest`` as JSON); raises
+        at once when the server refuses it."""
     def read_dataset_version(
         self, dataset_id: str, version: int = 0, columns: list[str] = ..., limit: int = 0
     ) -> tuple[str, int, str, bytes]:
@@ -298,6 +329,12 @@ class PulseError(Exception):
 
 class InvalidArgument(PulseError):
     """A request field is missing or malformed; the message names it."""
+
+class InvalidSpec(InvalidArgument, ValueError):
+    """A policy, pipeline, step, trigger or event given to the SDK is
+    malformed (an unknown key, enum value or duration); raised before
+    anything is sent. The message starts with the field's path, e.g.
+    ``steps[1].action: unknown key 'methd'; did you mean 'method'? ...``."""
 
 class NotFound(PulseError):
     """The entity does not exist (or belongs to another tenant)."""

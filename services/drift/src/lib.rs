@@ -77,16 +77,18 @@ pub async fn open(
 ) -> Result<DriftHost, PulseError> {
     let db = platform.database.open(SCHEMA, MIGRATIONS).await?;
     let records = record_store(&db);
+    let drift_metrics = metrics::DriftMetrics::new(&platform.metrics.registry);
     let drift = Drift::new(
         trainer.clone(),
         snapshots.clone(),
         inference.clone(),
         lineage,
         records.clone(),
-        metrics::DriftMetrics::new(&platform.metrics.registry),
+        drift_metrics.clone(),
     );
     let log = events::EventLog::new(db.clone());
-    let pipelines = pipeline::Pipelines::new(records.clone(), log.clone());
+    let pipelines =
+        pipeline::Pipelines::with_metrics(records.clone(), log.clone(), drift_metrics, platform.metrics.jobs.clone());
     let policies = policy::Policies::new(drift.clone(), inference, trainer.clone(), snapshots.clone(), records);
     let runs = retrain::PolicyRuns::new(pipelines.clone(), trainer, snapshots);
     Ok(DriftHost { drift, log, pipelines, policies, runs })

@@ -9,6 +9,9 @@ pub struct DriftMetrics {
     pub score: GaugeVec,
     /// `pulse_drift_detected_total{model}`: checks that found drift.
     pub detected: IntCounterVec,
+    /// `pulse_pipeline_runs_total{pipeline, status}`: finished pipeline runs
+    /// (succeeded, failed, canceled).
+    pub pipeline_runs: IntCounterVec,
 }
 
 fn registered<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: T) -> T {
@@ -32,6 +35,15 @@ impl DriftMetrics {
             &["model"],
         )
         .expect("valid metric");
-        Self { score: registered(registry, score), detected: registered(registry, detected) }
+        let pipeline_runs = IntCounterVec::new(
+            Opts::new("pulse_pipeline_runs_total", "Finished pipeline runs by pipeline name and final status."),
+            &["pipeline", "status"],
+        )
+        .expect("valid metric");
+        Self {
+            score: registered(registry, score),
+            detected: registered(registry, detected),
+            pipeline_runs: registered(registry, pipeline_runs),
+        }
     }
 }

@@ -179,7 +179,11 @@ pub struct Pipelines {
 struct Inner {
     records: Arc<dyn RecordStore>,
     log: EventLog,
+    metrics: Option<(crate::metrics::DriftMetrics, pulse_common::metrics::JobMetrics)>,
 }
+
+/// The job kind of pipeline runs in `pulse_jobs_*`.
+pub const JOB_KIND: &str = "pipeline_run";
 
 impl std::fmt::Debug for Pipelines {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -189,7 +193,32 @@ impl std::fmt::Debug for Pipelines {
 
 impl Pipelines {
     pub fn new(records: Arc<dyn RecordStore>, log: EventLog) -> Self {
-        Self { inner: Arc::new(Inner { records, log }) }
+        Self { inner: Arc::new(Inner { records, log, metrics: None }) }
+    }
+
+    /// Counts finished runs in `pulse_pipeline_runs_total` and the shared
+    /// job families.
+    pub fn with_metrics(
+        records: Arc<dyn RecordStore>,
+        log: EventLog,
+        drift: crate::metrics::DriftMetrics,
+        jobs: pulse_common::metrics::JobMetrics,
+    ) -> Self {
+        jobs.declare(JOB_KIND);
+        Self { inner: Arc::new(Inner { records, log, metrics: Some((drift, jobs)) }) }
+    }
+
+    /// Records a run that just reached a final status.
+    pub(crate) fn finished(&self, run: &pb::PipelineRun) {
+        if let Some((drift, jobs)) = &self.inner.metrics {
+            let status = short(run.status);
+            drift.pipeline_runs.with_label_values(&[&run.pipeline_name, &status]).inc();
+            jobs.finished(JOB_KIND, &status);
+        }
+    }
+
+    pub(crate) fn job_metrics(&self) -> Option<&pulse_common::metrics::JobMetrics> {
+        self.inner.metrics.as_ref().map(|(_, j)| j)
     }
 
     pub fn records(&self) -> &Arc<dyn RecordStore> {
@@ -489,6 +518,9 @@ impl Pipelines {
             let mut writes = vec![Write::update(&record, status_name(status_of(run.status)), &run).leased_until(lease)];
             writes.extend(entry_writes(&run, entries));
             if self.inner.records.apply(tenant, writes).await? {
+                if is_final(run.status) {
+                    self.finished(&run);
+                }
                 return Ok(run);
             }
         }

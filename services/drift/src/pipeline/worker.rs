@@ -155,6 +155,12 @@ async fn worker_loop(pipelines: Pipelines, caller: Arc<dyn ActionCaller>, worker
         let claimed = pipelines.records().claim(RUN, &statuses, now_millis().timestamp_millis() + lease_ms).await;
         match claimed {
             Ok(Some(record)) => {
+                if record.status == status_name(JobStatus::Running)
+                    && let Some(jobs) = pipelines.job_metrics()
+                {
+                    // Running but claimable: its worker stopped renewing.
+                    jobs.taken_over(super::JOB_KIND);
+                }
                 let tenant = record.tenant.clone();
                 let id = record.id.clone();
                 match Driver::new(&pipelines, caller.clone(), &worker, record, lease_ms).await {
@@ -162,7 +168,17 @@ async fn worker_loop(pipelines: Pipelines, caller: Arc<dyn ActionCaller>, worker
                     Err(e) => tracing::warn!(run = %id, tenant = %tenant, error = %e, "cannot drive pipeline run"),
                 }
             }
-            Ok(None) => tokio::time::sleep(Duration::from_millis(250)).await,
+            Ok(None) => {
+                if let Some(jobs) = pipelines.job_metrics()
+                    && let Ok(n) = pipelines
+                        .records()
+                        .count(RUN, &[status_name(JobStatus::Pending), status_name(JobStatus::Queued)])
+                        .await
+                {
+                    jobs.queued.with_label_values(&[super::JOB_KIND]).set(n as i64);
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot claim pipeline runs");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -340,45 +356,57 @@ impl Driver {
         let steps = self.definition.steps.clone();
         match self.sequence(&steps, "").await? {
             Flow::Done | Flow::Stop => {
-                self.commit_with_lease(Some(0), |r| {
-                    for s in &mut r.steps {
-                        if s.status == StepStatus::Pending as i32 {
-                            s.status = StepStatus::Skipped as i32;
-                            s.skip_reason = "the run was stopped by a condition".into();
+                let result = self
+                    .commit_with_lease(Some(0), |r| {
+                        for s in &mut r.steps {
+                            if s.status == StepStatus::Pending as i32 {
+                                s.status = StepStatus::Skipped as i32;
+                                s.skip_reason = "the run was stopped by a condition".into();
+                            }
                         }
-                    }
-                    r.status = JobStatus::Succeeded as i32;
-                    r.waiting = None;
-                    r.finished_at = Some(now_ts());
-                    vec![Entry::run(RunEventKind::RunCompleted, "completed")]
-                })
-                .await
+                        r.status = JobStatus::Succeeded as i32;
+                        r.waiting = None;
+                        r.finished_at = Some(now_ts());
+                        vec![Entry::run(RunEventKind::RunCompleted, "completed")]
+                    })
+                    .await;
+                self.count_if_finished(&result).await;
+                result
             }
             Flow::Failed(error) => {
-                self.commit_with_lease(Some(0), |r| {
-                    let mut entries = Vec::new();
-                    for s in &mut r.steps {
-                        if [StepStatus::Pending as i32, StepStatus::Scheduled as i32].contains(&s.status) {
-                            s.status = StepStatus::Skipped as i32;
-                            s.skip_reason = SKIPPED_AFTER_FAILURE.into();
-                            entries.push(Entry::step(RunEventKind::StepSkipped, s, SKIPPED_AFTER_FAILURE));
+                let result = self
+                    .commit_with_lease(Some(0), |r| {
+                        let mut entries = Vec::new();
+                        for s in &mut r.steps {
+                            if [StepStatus::Pending as i32, StepStatus::Scheduled as i32].contains(&s.status) {
+                                s.status = StepStatus::Skipped as i32;
+                                s.skip_reason = SKIPPED_AFTER_FAILURE.into();
+                                entries.push(Entry::step(RunEventKind::StepSkipped, s, SKIPPED_AFTER_FAILURE));
+                            }
                         }
-                    }
-                    r.status = JobStatus::Failed as i32;
-                    r.waiting = None;
-                    r.finished_at = Some(now_ts());
-                    let message = format!("step {} failed: {}", error.step, error.message);
-                    r.error = Some(error);
-                    entries.push(Entry::run(RunEventKind::RunFailed, message));
-                    entries
-                })
-                .await
+                        r.status = JobStatus::Failed as i32;
+                        r.waiting = None;
+                        r.finished_at = Some(now_ts());
+                        let message = format!("step {} failed: {}", error.step, error.message);
+                        r.error = Some(error);
+                        entries.push(Entry::run(RunEventKind::RunFailed, message));
+                        entries
+                    })
+                    .await;
+                self.count_if_finished(&result).await;
+                result
             }
             Flow::Wait(due) => {
                 // Release the run until it is due: the lease column keeps
                 // every worker off it meanwhile, across restarts.
                 self.commit_with_lease(Some(due), |_| Vec::new()).await
             }
+        }
+    }
+
+    async fn count_if_finished(&self, result: &Result<(), Halt>) {
+        if result.is_ok() {
+            self.pipelines.finished(&self.run().await);
         }
     }
 
@@ -414,7 +442,10 @@ impl Driver {
             let mut writes = vec![Write::update(&record, status_name(JobStatus::Canceled), &fresh).leased_until(0)];
             writes.extend(entry_writes(&fresh, entries));
             match self.pipelines.records().apply(&self.tenant, writes).await {
-                Ok(true) => return Ok(()),
+                Ok(true) => {
+                    self.pipelines.finished(&fresh);
+                    return Ok(());
+                }
                 Ok(false) => continue,
                 Err(_) => return Err(Halt::Lost),
             }
