@@ -298,57 +298,8 @@ fn kind_of_text(text: &str) -> EnvelopeKind {
 
 fn struct_of_json_text(text: &str) -> prost_types::Struct {
     match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(serde_json::Value::Object(map)) => struct_of_json(&map),
         Ok(serde_json::Value::Null) | Err(_) => prost_types::Struct::default(),
-        Ok(other) => {
-            let mut fields = BTreeMap::new();
-            fields.insert("value".to_string(), value_of_json(&other));
-            prost_types::Struct { fields }
-        }
-    }
-}
-
-fn struct_of_json(map: &serde_json::Map<String, serde_json::Value>) -> prost_types::Struct {
-    prost_types::Struct { fields: map.iter().map(|(k, v)| (k.clone(), value_of_json(v))).collect() }
-}
-
-fn value_of_json(v: &serde_json::Value) -> prost_types::Value {
-    use prost_types::value::Kind;
-    let kind = match v {
-        serde_json::Value::Null => Kind::NullValue(0),
-        serde_json::Value::Bool(b) => Kind::BoolValue(*b),
-        serde_json::Value::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or_default()),
-        serde_json::Value::String(s) => Kind::StringValue(s.clone()),
-        serde_json::Value::Array(a) => {
-            Kind::ListValue(prost_types::ListValue { values: a.iter().map(value_of_json).collect() })
-        }
-        serde_json::Value::Object(o) => Kind::StructValue(struct_of_json(o)),
-    };
-    prost_types::Value { kind: Some(kind) }
-}
-
-fn json_of_struct(s: &prost_types::Struct) -> serde_json::Value {
-    serde_json::Value::Object(s.fields.iter().map(|(k, v)| (k.clone(), json_of_value(v))).collect())
-}
-
-/// Whole numbers become JSON integers, so `{"version": 3}` stays `3`.
-fn json_of_value(v: &prost_types::Value) -> serde_json::Value {
-    use prost_types::value::Kind;
-    match &v.kind {
-        None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
-        Some(Kind::BoolValue(b)) => serde_json::Value::Bool(*b),
-        Some(Kind::NumberValue(n)) => json_number(*n),
-        Some(Kind::StringValue(s)) => serde_json::Value::String(s.clone()),
-        Some(Kind::ListValue(l)) => serde_json::Value::Array(l.values.iter().map(json_of_value).collect()),
-        Some(Kind::StructValue(s)) => json_of_struct(s),
-    }
-}
-
-fn json_number(n: f64) -> serde_json::Value {
-    if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 {
-        serde_json::Value::from(n as i64)
-    } else {
-        serde_json::Number::from_f64(n).map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null)
+        Ok(other) => pulse_common::json::to_struct(&other),
     }
 }
 
@@ -1101,7 +1052,8 @@ fn prepare(
             ));
         }
     }
-    let payload = env.payload.as_ref().map(json_of_struct).unwrap_or_else(|| serde_json::json!({})).to_string();
+    let payload =
+        env.payload.as_ref().map(pulse_common::json::to_json).unwrap_or_else(|| serde_json::json!({})).to_string();
     if payload.len() > MAX_PAYLOAD_BYTES {
         return Err(DriftError::invalid(
             field("payload"),
@@ -1256,7 +1208,7 @@ fn field_text(envelope: &EventEnvelope, field: &str) -> Option<String> {
             .as_ref()
             .and_then(pulse_common::time::from_proto)
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
-        "payload" => envelope.payload.as_ref().map(|p| json_of_struct(p).to_string()),
+        "payload" => envelope.payload.as_ref().map(|p| pulse_common::json::to_json(p).to_string()),
         _ => {
             if let Some(key) = field.strip_prefix("metadata.") {
                 return envelope.metadata.get(key).cloned();
@@ -1294,8 +1246,7 @@ fn value_text(v: &prost_types::Value) -> Option<String> {
         None | Some(Kind::NullValue(_)) => None,
         Some(Kind::StringValue(s)) => Some(s.clone()),
         Some(Kind::BoolValue(b)) => Some(b.to_string()),
-        Some(Kind::NumberValue(n)) => Some(json_number(*n).to_string()),
-        Some(_) => Some(json_of_value(v).to_string()),
+        Some(_) => Some(pulse_common::json::value_to_json(v).to_string()),
     }
 }
 

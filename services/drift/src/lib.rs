@@ -112,7 +112,14 @@ pub fn start_background(
     addr: std::net::SocketAddr,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, PulseError> {
     let tls = platform.config.tls_cert.is_some();
-    let endpoint = format!("{}://{}", if tls { "https" } else { "http" }, own_address(addr));
+    // The configured address of the drift service names this process by a
+    // name its certificate holds; else loopback (`localhost` under TLS, the
+    // name a local certificate is most likely made for).
+    let endpoint = match &platform.config.drift_url {
+        Some(url) if !url.is_empty() => url.clone(),
+        _ if tls => format!("https://localhost:{}", addr.port()),
+        _ => format!("http://{}", own_address(addr)),
+    };
     let ca = match platform.config.tls_ca.as_ref().or(platform.config.tls_cert.as_ref()) {
         Some(path) if tls => Some(
             std::fs::read(path)

@@ -485,13 +485,12 @@ async fn drift_end_to_end(postgres: bool) {
     assert!(other.list_drift_reports(dr::ListDriftReportsRequest::default()).await.unwrap().reports.is_empty());
     assert_eq!(code(client.get_drift_report("drf_nope").await.unwrap_err()).0, Code::InvalidArgument);
 
-    // Policies, pipelines and events are not served yet, and say so.
-    let mut raw = dr::drift_service_client::DriftServiceClient::connect(sb.endpoint.clone()).await.unwrap();
-    let mut req = pulse_proto::tonic::Request::new(dr::ListPipelinesRequest::default());
-    req.metadata_mut().insert("authorization", format!("Bearer {}", sb.tenant_a.1).parse().unwrap());
-    let e = raw.list_pipelines(req).await.unwrap_err();
-    assert_eq!(e.code(), Code::Unimplemented);
-    assert!(e.message().contains("ListPipelines is not served yet"), "{}", e.message());
+    // Pipelines are served: every tenant has the built-in one; runs of
+    // another tenant are NOT_FOUND.
+    let pipelines = client.list_pipelines("", 0).await.unwrap().pipelines;
+    assert_eq!(pipelines.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), ["retrain"]);
+    assert!(pipelines[0].built_in);
+    assert_eq!(code(other.get_pipeline_run("run_00000000000000000000000000").await.unwrap_err()).0, Code::NotFound);
 }
 
 #[tokio::test]

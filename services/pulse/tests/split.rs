@@ -240,6 +240,48 @@ async fn six_processes_serve_the_whole_flow() {
     assert!(metrics("trainer").await.contains("pulse_training_epochs_total{model=\"churn\"}"));
     assert!(metrics("snapshot").await.contains("pulse_extraction_rows_total{dataset=\"churn\"} 400"));
 
+    // A pipeline run: its step runs in the drift process and calls the
+    // trainer process for the tenant (a service token the trainer checks
+    // against the secret in the shared database).
+    let pipeline = client
+        .create_pipeline(
+            pulse_proto::drift::v1::Pipeline {
+                name: "look".into(),
+                steps: vec![pulse_proto::drift::v1::Step {
+                    id: "model".into(),
+                    kind: Some(pulse_proto::drift::v1::step::Kind::Action(pulse_proto::drift::v1::ActionStep {
+                        method: "pulse.trainer.v1.TrainerService/GetModel".into(),
+                        request: Some(pulse_common::json::to_struct(&serde_json::json!({"model": "churn"}))),
+                        wait: None,
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let run = client
+        .start_pipeline_run(
+            pulse_proto::drift::v1::StartPipelineRunRequest { pipeline_id: pipeline.id, ..Default::default() },
+            None,
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run = loop {
+        let r = client.get_pipeline_run(&run.id).await.unwrap();
+        if [JobStatus::Succeeded as i32, JobStatus::Failed as i32].contains(&r.status) {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "run not finished: {r:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(run.status, JobStatus::Succeeded as i32, "{run:#?}");
+    let output = pulse_common::json::to_json(run.steps[0].output.as_ref().unwrap());
+    assert_eq!(output["production_version"], serde_json::json!(model_version.version), "{output}");
+
     // A service that is down answers UNAVAILABLE through the others, saying which.
     drop(processes.remove("lineage"));
     let err = client.trace(&prediction.id, Direction::Upstream, 0, 0).await.unwrap_err();

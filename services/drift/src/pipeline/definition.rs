@@ -129,8 +129,8 @@ pub fn validate(field: &str, p: &pb::Pipeline) -> Result<pb::Pipeline, DriftErro
             }
         }
     }
-    let mut seen = HashSet::new();
-    validate_steps(&format!("{field}.steps"), &p.steps, &mut seen)?;
+    let (mut seen, mut ids) = (HashSet::new(), HashSet::new());
+    validate_steps(&format!("{field}.steps"), &p.steps, &mut seen, &mut ids)?;
     let mut out = p.clone();
     if out.default_inputs.is_none() {
         out.default_inputs = Some(Default::default());
@@ -138,9 +138,15 @@ pub fn validate(field: &str, p: &pb::Pipeline) -> Result<pb::Pipeline, DriftErro
     Ok(out)
 }
 
-/// Checks steps in order: `seen` holds the ids defined before (a reference
-/// may only name an earlier step).
-fn validate_steps(field: &str, steps: &[pb::Step], seen: &mut HashSet<String>) -> Result<(), DriftError> {
+/// Checks steps in order: `seen` holds the ids a reference here may name
+/// (earlier steps, not a sibling branch's), `ids` every id defined so far
+/// (ids are unique across branches).
+fn validate_steps(
+    field: &str,
+    steps: &[pb::Step],
+    seen: &mut HashSet<String>,
+    ids: &mut HashSet<String>,
+) -> Result<(), DriftError> {
     for (i, s) in steps.iter().enumerate() {
         let f = format!("{field}[{i}]");
         if !is_step_id(&s.id) {
@@ -258,15 +264,9 @@ fn validate_steps(field: &str, steps: &[pb::Step], seen: &mut HashSet<String>) -
                     }
                     // A branch sees the steps before the parallel step and
                     // its own earlier steps, not its siblings'.
-                    let mut inner = before.clone();
-                    inner.extend(all.iter().cloned());
-                    let sibling_ids = all.clone();
-                    validate_steps(&format!("{bf}.steps"), &branch.steps, &mut inner)?;
-                    for id in inner.difference(&before) {
-                        if !sibling_ids.contains(id) {
-                            all.insert(id.clone());
-                        }
-                    }
+                    let mut visible = before.clone();
+                    validate_steps(&format!("{bf}.steps"), &branch.steps, &mut visible, ids)?;
+                    all.extend(visible.difference(&before).cloned());
                 }
                 seen.extend(all);
             }
