@@ -69,6 +69,7 @@ def six(tmp_path: Path) -> Iterator[tuple[str, str]]:
         "PULSE_ADMIN_KEY": admin_key,
         "PULSE_FILE_ROOTS": f'["{tmp_path}"]',
         "PULSE_MODEL_POLL_MS": "200",
+        "PULSE_POLICY_INTERVAL_SECONDS": "1",
         **{f"PULSE_{s.upper()}_URL": f"http://127.0.0.1:{p}" for s, p in ports.items()},
     })
     processes = []
@@ -126,3 +127,14 @@ def test_the_journey_on_six_processes(six: tuple[str, str], tmp_path: Path) -> N
     assert report.id.startswith("drf_")
     kinds = {n["kind"] for n in c.trace(p.id).nodes}
     assert {"datasource", "dataset_version", "model_version", "prediction"} <= kinds, kinds
+
+    # Retraining through the built-in pipeline: its steps run in the drift
+    # process and call snapshot and trainer across processes.
+    c.set_retraining_policy("churn", triggers=[{"feedback": {"new_feedback": 1}}], cooldown="1h")
+    deadline = time.time() + 90
+    while not (runs := c.list_runs(pipeline="retrain", origin="policy")):
+        assert time.time() < deadline, c.list_policy_decisions("churn")
+        time.sleep(0.5)
+    retrain = runs[0].wait(timeout=300, progress=False)
+    assert retrain.status == "SUCCEEDED", retrain.run
+    assert retrain.step("train").output["model_version"]["version"] == 2

@@ -38,6 +38,11 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Connections in the PostgreSQL pool. Default 16.
     pub database_pool_size: usize,
+    /// PEM file of the CA(s) that signed the PostgreSQL server's certificate,
+    /// checked when `database_url` asks for `sslmode=verify-ca`/`verify-full`
+    /// (or `require`/`prefer`, as libpq does when a root certificate is set)
+    /// and names no `sslrootcert`. Default unset (the system's CA certificates).
+    pub database_ca: Option<PathBuf>,
     /// S3 bucket for objects; unset uses `state_dir/objects`.
     pub s3_bucket: Option<String>,
     /// S3 endpoint for MinIO and other S3-compatible servers; unset uses AWS.
@@ -158,6 +163,7 @@ impl Default for Config {
             state_dir: PathBuf::from(".pulse"),
             database_url: None,
             database_pool_size: 16,
+            database_ca: None,
             s3_bucket: None,
             s3_endpoint: None,
             s3_region: "us-east-1".into(),

@@ -62,7 +62,7 @@ variable "db_instance_class" {
 }
 
 variable "database_require_tls" {
-  description = "Force TLS on database connections (rds.force_ssl = 1, sslmode=require in PULSE_DATABASE_URL). Pulse's PostgreSQL client must support TLS for this (see terraform/README.md)."
+  description = "Force TLS on database connections (rds.force_ssl = 1, sslmode=require in PULSE_DATABASE_URL; false: sslmode=prefer). See terraform/README.md on checking the server's certificate."
   type        = bool
   default     = true
 }

@@ -71,7 +71,7 @@ variable "backup_retention_days" {
 }
 
 variable "force_ssl" {
-  description = "Set rds.force_ssl: refuse connections without TLS. Pulse's database URL then needs sslmode=require and a TLS-capable client."
+  description = "Set rds.force_ssl: refuse connections without TLS. Pulse's database URL then needs sslmode=require or stricter (modules/stack sets it from database_require_tls)."
   type        = bool
   default     = true
 }

@@ -42,13 +42,13 @@ variable "database_port" {
 }
 
 variable "database_sslmode" {
-  description = "libpq `sslmode` in PULSE_DATABASE_URL: `require` when the server forces TLS, `prefer` otherwise."
+  description = "libpq `sslmode` in PULSE_DATABASE_URL: `require` (encrypted, certificate not checked) when the server forces TLS, `prefer` (TLS when offered) otherwise; `verify-ca`/`verify-full` also check the server's certificate and need the RDS CA bundle where the tasks can read it (PULSE_DATABASE_CA)."
   type        = string
   default     = "require"
 
   validation {
-    condition     = contains(["disable", "prefer", "require"], var.database_sslmode)
-    error_message = "database_sslmode must be disable, prefer or require (the modes tokio-postgres understands)."
+    condition     = contains(["disable", "prefer", "require", "verify-ca", "verify-full"], var.database_sslmode)
+    error_message = "database_sslmode must be disable, prefer, require, verify-ca or verify-full (libpq's modes that Pulse supports)."
   }
 }
 
