@@ -7,7 +7,7 @@ ways:
     `compare::statistics`, one blocking task per column as CheckDrift runs;
   * SciPy column by column: ks_2samp, wasserstein_distance, NumPy quantile
     bins with PSI, scipy.spatial.distance.jensenshannon, and
-    scipy.stats.chisquare with Pulse's expected-frequency smoothing
+    scipy.stats.chi2_contingency on the 2×k table of category counts
     (the definitions of services/drift/tests/gen_fixtures.py);
   * Evidently's DataDriftPreset (0.7.x API, or 0.4.x's Report/ColumnMapping).
 
@@ -207,16 +207,14 @@ def psi_ref(r, c, eps=EPS):
     return float(np.sum((q - p) * np.log(q / p)))
 
 
-def chi_ref(r, c, eps=EPS):
+def chi_ref(r, c):
     import numpy as np
     from scipy import stats
 
-    r, c = np.asarray(r, dtype=np.float64), np.asarray(c, dtype=np.float64)
+    # the chi-square test of homogeneity (defaults: Yates' correction at dof 1)
+    r, c = np.asarray(r, dtype=np.int64), np.asarray(c, dtype=np.int64)
     keep = (r > 0) | (c > 0)
-    r, c = r[keep], c[keep]
-    k = len(r)
-    f_exp = (r / r.sum() + eps) / (1.0 + k * eps) * c.sum()
-    res = stats.chisquare(c, f_exp)
+    res = stats.chi2_contingency(np.array([r[keep], c[keep]]))
     return float(res.statistic), float(res.pvalue)
 
 

@@ -23,7 +23,7 @@ import pulse
 from test_training import CONTRACT
 
 BINS = 10  # the monitor's default
-EPS = 1e-4  # PSI's and chi-square's default floor
+EPS = 1e-4  # PSI's default floor
 NUMERIC = ("tenure", "spend")
 
 
@@ -113,16 +113,17 @@ def scipy_agreement(report: pulse.DriftReport, reference: pa.Table, current: pa.
         agree(name, "psi", psi(hr, hc))
         agree(name, "jensen_shannon", float(jensenshannon(hr, hc)))
 
-    # The categorical feature: PSI over the categories and chi-square of the
-    # current counts against the smoothed reference proportions.
+    # The categorical feature: PSI over the categories and the chi-square
+    # test of homogeneity of the two samples' counts (the 2×k table, SciPy's
+    # default Yates correction when there are two categories).
     ref_plan = pc.drop_null(reference.column("plan")).to_pylist()
     cur_plan = pc.drop_null(current.column("plan")).to_pylist()
     cats = sorted(set(ref_plan) | set(cur_plan))
     hr = np.array([ref_plan.count(c) for c in cats], dtype=np.float64)
     hc = np.array([cur_plan.count(c) for c in cats], dtype=np.float64)
     agree("plan", "psi", psi(hr, hc))
-    f_exp = (hr / hr.sum() + EPS) / (1 + len(cats) * EPS) * hc.sum()
-    chi = stats.chisquare(hc, f_exp)
+    keep = (hr > 0) | (hc > 0)
+    chi = stats.chi2_contingency(np.array([hr[keep], hc[keep]]))
     agree("plan", "chi_square_statistic", float(chi.statistic))
     agree("plan", "chi_square_p_value", float(chi.pvalue))
     return worst

@@ -192,3 +192,46 @@ def test_cancel_retry_and_bad_definitions(client: pulse.Client, served: str) -> 
         client.set_retraining_policy(model, triggers=[{"drift": {"metric": "psi", "threshold": -1}}])
     with pytest.raises(pulse.NotFound):
         client.get_run("run_00000000000000000000000000")
+
+
+def test_parallel_branches_skips_delays_and_a_trigger_on_another_services_event(
+        client: pulse.Client, served: str) -> None:
+    model = served
+    suffix = uuid.uuid4().hex[:6]
+    get = {"method": GET_MODEL, "request": {"model": "${trigger.payload.model}"}}
+    # Started by the trainer's own event (relayed from its outbox into the
+    # log): a promotion of this model.
+    p = client.create_pipeline(
+        f"after-promotion-{suffix}",
+        trigger={"event": {"name": "pulse.model.promoted.v1",
+                           "filters": [{"field": "payload.model", "op": "equals", "values": [model]}]}},
+        steps=[
+            {"id": "both", "parallel": {"branches": [
+                {"name": "a", "steps": [{"id": "a1", "action": get},
+                                        {"id": "a2", "delay": {"duration": "1s"}}]},
+                {"name": "b", "steps": [{"id": "b1", "action": get}]},
+            ]}},
+            {"id": "never", "condition": {"expression": "steps.a1.output.production_version > 1000",
+                                          "on_false": "skip_next"}},
+            {"id": "skipped", "action": get},
+            {"id": "last", "condition": {"expression": "steps.b1.output.name == trigger.payload.model"}},
+        ],
+    )
+    assert client.list_runs(pipeline=p.id) == []
+    # A new version, forced into production: the trainer's event starts the run.
+    ver = client.get_model_version(model, stage="production")
+    new = client.train(ver.dataset["dataset_id"], ver.dataset["version"], model=model,
+                       params={"epochs": 2, "batch_size": 64}, seed=3).wait(timeout=300, progress=False)
+    client.promote(model, new.model_version, force=True, reason="pipeline trigger test")
+    runs = wait_for("the promotion's run", lambda: client.list_runs(pipeline=p.id), timeout=60)
+    run = runs[0].wait(timeout=120, progress=False)
+    assert run.status == "SUCCEEDED", run.run
+    assert run.trigger["name"] == "pulse.model.promoted.v1"
+    status = {s.path: s.status for s in run.steps}
+    assert status == {
+        "both": "COMPLETED", "both/a/a1": "COMPLETED", "both/a/a2": "COMPLETED", "both/b/b1": "COMPLETED",
+        "never": "COMPLETED", "skipped": "SKIPPED", "last": "COMPLETED",
+    }, status
+    assert run.step("never").output == {"result": False}
+    assert run.step("skipped").skip_reason == "condition 'never' was false"
+    assert run.step("last").output == {"result": True}

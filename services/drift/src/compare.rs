@@ -20,9 +20,11 @@ pub struct Options {
 
 /// The metrics of one column: numeric — PSI, KS statistic and p-value,
 /// Jensen–Shannon (over reference-quantile bins) and Wasserstein;
-/// categorical — PSI over the categories and chi-square. Nothing when a
-/// side has no values; a metric that is not a number (SciPy's NaN p-value of
-/// a single category) is left out.
+/// categorical — PSI over the categories and the chi-square test of
+/// homogeneity of the two samples' category counts
+/// ([`stats::chi_square_homogeneity`], SciPy's `chi2_contingency`; a single
+/// category gives statistic 0, p-value 1). Nothing when a side has no
+/// values; a metric that is not a finite number is left out.
 pub fn statistics(reference: Values, current: Values, o: Options) -> Result<Vec<(DriftMetric, f64)>, StatsError> {
     let out = match (reference, current) {
         (Values::Numeric(mut r), Values::Numeric(mut c)) => {
@@ -49,7 +51,7 @@ pub fn statistics(reference: Values, current: Values, o: Options) -> Result<Vec<
             let categories: BTreeSet<&String> = r.keys().chain(c.keys()).collect();
             let hr: Vec<u64> = categories.iter().map(|k| r.get(*k).copied().unwrap_or(0)).collect();
             let hc: Vec<u64> = categories.iter().map(|k| c.get(*k).copied().unwrap_or(0)).collect();
-            let chi = stats::chi_square(&hr, &hc)?;
+            let chi = stats::chi_square_homogeneity(&hr, &hc)?;
             vec![
                 (DriftMetric::Psi, stats::psi(&hr, &hc, o.psi_epsilon)?),
                 (DriftMetric::ChiSquareStatistic, chi.statistic),

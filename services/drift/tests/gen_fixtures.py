@@ -15,9 +15,9 @@ Reference definitions that are *not* SciPy functions (mirrored in src/stats):
   * histogram: bin i is [edges[i], edges[i+1]), the last bin is closed;
     with infinite outer edges this is searchsorted(inner, x, side='right').
   * psi: sum (q - p) * ln(q / p), proportions floored at eps (1e-4).
-  * chi_square: bins empty on both sides are dropped; reference proportions
-    get additive smoothing p_i = (r_i / R + eps) / (1 + k * eps) (eps 1e-4),
-    f_exp = p * C, then scipy.stats.chisquare(cur, f_exp), dof = k - 1.
+  * chi_square_homogeneity: bins empty on both sides are dropped (k remain),
+    then scipy.stats.chi2_contingency([ref, cur]) with its defaults (Yates'
+    correction when dof == 1), dof = k - 1; no smoothing.
 """
 
 import base64
@@ -57,18 +57,12 @@ def psi_ref(r, c, eps=EPS):
     return float(np.sum((q - p) * np.log(q / p)))
 
 
-def chi_ref(r, c, eps=EPS):
-    r = np.asarray(r, dtype=np.float64)
-    c = np.asarray(c, dtype=np.float64)
+def chi_ref(r, c):
+    r = np.asarray(r, dtype=np.int64)
+    c = np.asarray(c, dtype=np.int64)
     keep = (r > 0) | (c > 0)
-    r, c = r[keep], c[keep]
-    k = len(r)
-    p = (r / r.sum() + eps) / (1.0 + k * eps)
-    f_exp = p * c.sum()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = stats.chisquare(c, f_exp)
-    return float(res.statistic), float(res.pvalue), k - 1
+    res = stats.chi2_contingency(np.array([r[keep], c[keep]]))
+    return float(res.statistic), float(res.pvalue), int(res.dof)
 
 
 def js_ref(r, c):
@@ -222,21 +216,37 @@ def build():
     # categorical
     cases.append(categorical_case("cat_basic", [100, 200, 300, 400], [110, 190, 310, 390]))
     cases.append(categorical_case("cat_missing_in_reference", [500, 300, 200, 0], [450, 310, 190, 50],
-                                  note="category absent from reference: smoothed expectation"))
+                                  note="category absent from reference: column total > 0, no smoothing"))
     cases.append(categorical_case("cat_missing_in_current", [500, 300, 200, 40], [450, 310, 240, 0]))
     cases.append(categorical_case("cat_both_zero_dropped", [10, 0, 5, 7], [3, 0, 7, 1],
                                   note="bin empty on both sides is dropped from chi-square"))
     cases.append(categorical_case("cat_identical", [5, 10, 15], [5, 10, 15]))
     cases.append(categorical_case("cat_proportional", [5, 10, 15], [50, 100, 150]))
     cases.append(categorical_case("cat_single_category", [7], [11],
-                                  note="dof 0: SciPy p-value is NaN"))
-    cases.append(categorical_case("cat_disjoint", [100, 0], [0, 100]))
+                                  note="dof 0: chi2_contingency gives statistic 0, p-value 1"))
+    cases.append(categorical_case("cat_disjoint", [100, 0], [0, 100], note="dof 1: Yates"))
+    cases.append(categorical_case("cat_two_yates", [10, 20], [30, 25], note="dof 1: Yates"))
+    cases.append(categorical_case("cat_two_yates_clamped", [10, 10], [11, 10],
+                                  note="dof 1: |E - O| < 0.5, correction stops at E (gh-13875)"))
+    cases.append(categorical_case("cat_two_large_unequal", [612345, 387655], [61900, 38100],
+                                  note="dof 1: Yates at 1M vs 100k"))
+    cases.append(categorical_case("cat_two_with_empty_bin", [0, 40, 0, 9], [0, 31, 0, 22],
+                                  note="two bins dropped, dof 1"))
+    cases.append(categorical_case("cat_only_in_current", [300, 200, 0], [0, 0, 50],
+                                  note="categories disjoint across sides"))
     r = rng.multinomial(100000, rng.dirichlet(np.ones(60)))
     c = rng.multinomial(80000, rng.dirichlet(np.ones(60) * 5))
     cases.append(categorical_case("cat_many_60", r, c))
     p = rng.dirichlet(np.ones(25))
     cases.append(categorical_case("cat_same_dist_25", rng.multinomial(5000, p),
                                   rng.multinomial(7000, p)))
+    p = np.array([0.4, 0.25, 0.15, 0.12, 0.08])
+    cases.append(categorical_case("cat_same_dist_1m_200k", rng.multinomial(1000000, p),
+                                  rng.multinomial(200000, p), note="large samples, same distribution"))
+    cases.append(categorical_case("cat_tiny_p", [500000, 500000, 1], [400000, 600000, 0],
+                                  note="p-value far below 1e-300 underflows to 0"))
+    cases.append(categorical_case("cat_small_p", [50000, 50000, 100], [49000, 51000, 90],
+                                  note="p-value ~1e-5"))
     return cases
 
 

@@ -18,7 +18,8 @@
 //! let w = wasserstein(&r, &c)?;
 //! let edges = quantile_edges(&r, DEFAULT_BINS)?;
 //! let (hr, hc) = (histogram(&r, &edges)?, histogram(&c, &edges)?);
-//! let (p, js, chi) = (psi(&hr, &hc, DEFAULT_EPS)?, jensen_shannon(&hr, &hc)?, chi_square(&hr, &hc)?);
+//! let (p, js) = (psi(&hr, &hc, DEFAULT_EPS)?, jensen_shannon(&hr, &hc)?);
+//! let chi = chi_square_homogeneity(&hr, &hc)?;
 //! # let _ = (ks, w, p, js, chi);
 //! # Ok::<(), StatsError>(())
 //! ```
@@ -35,7 +36,7 @@ use std::fmt;
 
 /// Default number of quantile bins for [`quantile_edges`] (deciles).
 pub const DEFAULT_BINS: usize = 10;
-/// Default proportion floor for [`psi`] and smoothing for [`chi_square`].
+/// Default proportion floor for [`psi`].
 pub const DEFAULT_EPS: f64 = 1e-4;
 /// `ks_2samp(method='auto')` computes the exact p-value when `max(n1, n2)` is at most this.
 pub const KS_MAX_EXACT_N: usize = 10_000;
@@ -97,7 +98,8 @@ pub struct KsResult {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ChiResult {
     pub statistic: f64,
-    /// `chi2.sf(statistic, dof)`; NaN when `dof == 0` (as SciPy).
+    /// `chi2.sf(statistic, dof)`; 1 when `dof == 0` (as SciPy's
+    /// `chi2_contingency`).
     pub p_value: f64,
     /// Number of bins kept (non-empty on at least one side) minus one.
     pub dof: usize,
@@ -345,8 +347,8 @@ pub fn histogram(sorted_values: &[f64], edges: &[f64]) -> Result<Vec<u64>, Stats
 
 /// `np.sum` of a contiguous f64 array, bit-exact: NumPy's pairwise
 /// summation (sequential below 8 elements, 8 accumulators up to 128, split
-/// in halves above). Keeps large statistics (chi-square can reach 1e10 with
-/// smoothing) identical to SciPy's, not just close.
+/// in halves above). Keeps large statistics (chi-square over many
+/// categories and rows) identical to SciPy's, not just close.
 fn np_sum(a: &[f64]) -> f64 {
     let n = a.len();
     if n < 8 {
@@ -436,39 +438,54 @@ pub fn jensen_shannon(ref_counts: &[u64], cur_counts: &[u64]) -> Result<f64, Sta
     Ok(((np_sum(&left) + np_sum(&right)) / 2.0).max(0.0).sqrt())
 }
 
-/// Pearson chi-square of current counts against reference proportions, with
-/// [`DEFAULT_EPS`] smoothing; see [`chi_square_with_eps`].
-pub fn chi_square(ref_counts: &[u64], cur_counts: &[u64]) -> Result<ChiResult, StatsError> {
-    chi_square_with_eps(ref_counts, cur_counts, DEFAULT_EPS)
-}
-
-/// Pearson chi-square goodness of fit of the current counts to the
-/// reference distribution. Bins empty on both sides are dropped (k bins
-/// remain); reference proportions get additive smoothing so categories
-/// absent from the reference have a small positive expectation:
-/// `p_i = (ref_i / R + eps) / (1 + k * eps)`, `f_exp = p * C`. Then matches
-/// `scipy.stats.chisquare(f_obs=cur, f_exp=f_exp)`: statistic
-/// `sum (cur_i - f_exp_i)^2 / f_exp_i`, `dof = k - 1`,
-/// `p_value = chi2.sf(statistic, dof)` (NaN if `dof == 0`, as SciPy).
-pub fn chi_square_with_eps(ref_counts: &[u64], cur_counts: &[u64], eps: f64) -> Result<ChiResult, StatsError> {
-    if !(eps.is_finite() && eps > 0.0) {
-        return Err(StatsError::InvalidEps);
-    }
+/// Pearson chi-square test of homogeneity of two samples of counts (the
+/// reference and the current one are both samples, so neither side's
+/// proportions are taken as exact): the 2×k contingency table
+/// `[ref_counts, cur_counts]`, bins empty on both sides dropped (k bins
+/// remain). Matches `scipy.stats.chi2_contingency([ref, cur])` with its
+/// default `correction=True`, bit for bit (counts below 2^53): expectations
+/// `E_ij = row_i * col_j / N`, `dof = k - 1`; when `dof == 1` Yates'
+/// continuity correction moves each observed count towards its expectation
+/// by `min(0.5, |E - O|)`; statistic `sum (O - E)^2 / E` over the
+/// flattened table, `p_value = chi2.sf(statistic, dof)`; `dof == 0` (one
+/// category) gives statistic 0 and p-value 1, as SciPy. A category absent
+/// from one side needs no smoothing: its column total is positive.
+pub fn chi_square_homogeneity(ref_counts: &[u64], cur_counts: &[u64]) -> Result<ChiResult, StatsError> {
     let (r, c) = totals(ref_counts, cur_counts)?;
-    let k = ref_counts.iter().zip(cur_counts).filter(|&(&ri, &ci)| ri > 0 || ci > 0).count();
-    let denom = 1.0 + k as f64 * eps;
-    let terms: Vec<f64> = ref_counts
+    let cols: Vec<(f64, f64)> = ref_counts
         .iter()
         .zip(cur_counts)
         .filter(|&(&ri, &ci)| ri > 0 || ci > 0)
-        .map(|(&ri, &ci)| {
-            let f_exp = (ri as f64 / r + eps) / denom * c;
-            let d = ci as f64 - f_exp;
-            d * d / f_exp
-        })
+        .map(|(&ri, &ci)| (ri as f64, ci as f64))
+        .collect();
+    let dof = cols.len() - 1;
+    if dof == 0 {
+        return Ok(ChiResult { statistic: 0.0, p_value: 1.0, dof });
+    }
+    // SciPy: expected = (row sums (2, 1) * column sums (1, k)) / observed.sum()
+    let n = r + c;
+    let yates = dof == 1;
+    let term = |o: f64, total: f64, col: f64| {
+        let e = total * col / n;
+        // Yates: observed + min(0.5, |E - O|) * sign(E - O), sign(0) = 0
+        let diff = e - o;
+        let o = if !yates || diff == 0.0 {
+            o
+        } else if diff > 0.0 {
+            o + diff.min(0.5)
+        } else {
+            o - (-diff).min(0.5)
+        };
+        let d = o - e;
+        d * d / e
+    };
+    // row-major, as `power_divergence(axis=None)` flattens the table
+    let terms: Vec<f64> = cols
+        .iter()
+        .map(|&(ri, ci)| term(ri, r, ri + ci))
+        .chain(cols.iter().map(|&(ri, ci)| term(ci, c, ri + ci)))
         .collect();
     let statistic = np_sum(&terms);
-    let dof = k - 1;
     Ok(ChiResult { statistic, p_value: chi2_sf(dof as f64, statistic), dof })
 }
 
@@ -484,7 +501,8 @@ mod tests {
         assert_eq!(quantile_edges(&[], 10), Err(StatsError::EmptySample));
         assert_eq!(psi(&[0, 0], &[1, 2], DEFAULT_EPS), Err(StatsError::EmptySample));
         assert_eq!(jensen_shannon(&[1, 2], &[0, 0]), Err(StatsError::EmptySample));
-        assert_eq!(chi_square(&[], &[]), Err(StatsError::EmptySample));
+        assert_eq!(chi_square_homogeneity(&[], &[]), Err(StatsError::EmptySample));
+        assert_eq!(chi_square_homogeneity(&[0, 0], &[1, 2]), Err(StatsError::EmptySample));
         // empty values are fine for a histogram
         assert_eq!(histogram(&[], &[f64::NEG_INFINITY, 0.0, f64::INFINITY]), Ok(vec![0, 0]));
     }
@@ -494,7 +512,7 @@ mod tests {
         let e = StatsError::LengthMismatch { reference: 2, current: 3 };
         assert_eq!(psi(&[1, 2], &[1, 2, 3], DEFAULT_EPS), Err(e.clone()));
         assert_eq!(jensen_shannon(&[1, 2], &[1, 2, 3]), Err(e.clone()));
-        assert_eq!(chi_square(&[1, 2], &[1, 2, 3]), Err(e));
+        assert_eq!(chi_square_homogeneity(&[1, 2], &[1, 2, 3]), Err(e));
         assert_eq!(psi(&[1, 2], &[1, 2], 0.0), Err(StatsError::InvalidEps));
         assert_eq!(quantile_edges(&[1.0], 0), Err(StatsError::InvalidBins));
         assert_eq!(histogram(&[1.0], &[0.0]), Err(StatsError::InvalidEdges));
@@ -553,12 +571,101 @@ mod tests {
         let h = [10, 20, 30, 0];
         assert_eq!(psi(&h, &h, DEFAULT_EPS), Ok(0.0));
         assert_eq!(jensen_shannon(&h, &h), Ok(0.0));
-        let c = chi_square(&h, &h).unwrap();
-        assert_eq!(c.dof, 2);
-        assert!(c.statistic < 1e-3 && c.p_value > 0.99);
-        let single = chi_square(&[5], &[9]).unwrap();
-        assert_eq!((single.dof, single.statistic), (0, 0.0));
-        assert!(single.p_value.is_nan());
+        let c = chi_square_homogeneity(&h, &h).unwrap();
+        assert_eq!((c.dof, c.statistic, c.p_value), (2, 0.0, 1.0));
+        // proportional counts are homogeneous too (no reference smoothing)
+        let c = chi_square_homogeneity(&[5, 10, 15], &[50, 100, 150]).unwrap();
+        assert_eq!((c.dof, c.statistic, c.p_value), (2, 0.0, 1.0));
+        // one category: dof 0, statistic 0 and p-value 1 (chi2_contingency)
+        let single = chi_square_homogeneity(&[5], &[9]).unwrap();
+        assert_eq!((single.dof, single.statistic, single.p_value), (0, 0.0, 1.0));
+    }
+
+    #[test]
+    fn chi_square_homogeneity_matches_chi2_contingency() {
+        // (ref, cur, statistic, p-value, dof) from scipy.stats.chi2_contingency([ref, cur]) (SciPy 1.17.1)
+        let cases: [(&[u64], &[u64], f64, f64, usize); 4] = [
+            // dof 1: Yates' correction
+            (&[10, 20], &[30, 25], 2.706155303030302, 0.0999616438735349, 1),
+            // |E - O| < 0.5: the correction stops at E (gh-13875), statistic 0
+            (&[10, 10], &[11, 10], 0.0, 1.0, 1),
+            // a category absent from one side, and one absent from both (dropped)
+            (&[10, 0, 0], &[0, 0, 3], 7.976944444444444, 0.004737684017899719, 1),
+            (&[10, 20, 30], &[5, 25, 20], 3.340740740740742, 0.18817735741305242, 2),
+        ];
+        for (r, c, stat, p, dof) in cases {
+            let got = chi_square_homogeneity(r, c).unwrap();
+            assert_eq!(got.dof, dof, "{r:?} {c:?}");
+            assert!((got.statistic - stat).abs() <= 1e-12 * stat.max(1.0), "{r:?} {c:?}: {got:?}");
+            assert!((got.p_value - p).abs() <= 1e-12 * p.max(1e-300), "{r:?} {c:?}: {got:?}");
+        }
+        // symmetric in the two samples
+        let (a, b) = ([120, 40, 0, 7, 33], [90, 55, 4, 0, 51]);
+        assert_eq!(chi_square_homogeneity(&a, &b), chi_square_homogeneity(&b, &a));
+    }
+
+    /// Two large samples drawn from the *same* distribution: the two-sample
+    /// test rejects at 5% about 5% of the time. The one-sample goodness of
+    /// fit against the reference proportions (the former definition, here
+    /// without its smoothing) treats the reference as exact, so with equal
+    /// sizes its statistic is about twice a chi2(k - 1) and it rejects far
+    /// more often (~31% for k = 5).
+    #[test]
+    fn chi_square_homogeneity_is_calibrated_for_two_large_samples() {
+        const N: usize = 200_000;
+        const REPS: usize = 200;
+        const P: [f64; 5] = [0.4, 0.25, 0.15, 0.12, 0.08];
+        let mut state = 0x5EED_2026_u64;
+        // SplitMix64
+        let mut next = move || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        let mut cum = [0u64; 5];
+        let mut acc = 0.0;
+        for (c, p) in cum.iter_mut().zip(P) {
+            acc += p;
+            *c = (acc * (1u64 << 53) as f64) as u64;
+        }
+        cum[4] = u64::MAX;
+        let mut draw = |n: usize| {
+            let mut h = [0u64; 5];
+            for _ in 0..n {
+                let u = next() >> 11;
+                h[cum.iter().position(|&c| u < c).unwrap()] += 1;
+            }
+            h
+        };
+        let (mut rejected, mut rejected_one_sample, mut mean_stat) = (0usize, 0usize, 0.0);
+        for _ in 0..REPS {
+            let (r, c) = (draw(N), draw(N));
+            let chi = chi_square_homogeneity(&r, &c).unwrap();
+            assert_eq!(chi.dof, 4);
+            mean_stat += chi.statistic / REPS as f64;
+            rejected += usize::from(chi.p_value < 0.05);
+            // one-sample form: scipy.stats.chisquare(c, f_exp = r / R * C)
+            let (rt, ct) = (r.iter().sum::<u64>() as f64, c.iter().sum::<u64>() as f64);
+            let gof: f64 = r
+                .iter()
+                .zip(&c)
+                .map(|(&ri, &ci)| {
+                    let e = ri as f64 / rt * ct;
+                    (ci as f64 - e).powi(2) / e
+                })
+                .sum();
+            rejected_one_sample += usize::from(chi2_sf(4.0, gof) < 0.05);
+        }
+        let (rate, rate_one_sample) = (rejected as f64 / REPS as f64, rejected_one_sample as f64 / REPS as f64);
+        println!(
+            "same distribution, {REPS} x {N} vs {N}: P(p < 0.05) two-sample {rate:.3}, one-sample {rate_one_sample:.3}; \
+             mean statistic {mean_stat:.3} (dof 4)"
+        );
+        assert!(rate < 0.10, "two-sample rejection rate {rate}");
+        assert!(rate_one_sample > 0.20, "one-sample rejection rate {rate_one_sample}");
+        assert!((mean_stat - 4.0).abs() < 1.0, "mean statistic {mean_stat}");
     }
 
     #[test]
