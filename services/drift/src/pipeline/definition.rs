@@ -155,7 +155,7 @@ fn validate_steps(
                 format!("'{}' is not a step id: 1 to 63 characters of a-z, 0-9, '_' and '-'", s.id),
             ));
         }
-        if seen.contains(&s.id) {
+        if !ids.insert(s.id.clone()) {
             return Err(DriftError::invalid(
                 format!("{f}.id"),
                 format!("'{}' is used twice; step ids are unique", s.id),

@@ -584,7 +584,8 @@ mod tests {
     #[test]
     fn chi_square_homogeneity_matches_chi2_contingency() {
         // (ref, cur, statistic, p-value, dof) from scipy.stats.chi2_contingency([ref, cur]) (SciPy 1.17.1)
-        let cases: [(&[u64], &[u64], f64, f64, usize); 4] = [
+        type Case<'a> = (&'a [u64], &'a [u64], f64, f64, usize);
+        let cases: [Case; 4] = [
             // dof 1: Yates' correction
             (&[10, 20], &[30, 25], 2.706155303030302, 0.0999616438735349, 1),
             // |E - O| < 0.5: the correction stops at E (gh-13875), statistic 0
