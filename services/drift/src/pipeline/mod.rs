@@ -608,6 +608,12 @@ impl Pipelines {
             if tenant != event.tenant_id || !event_trigger_matches(&p, event) {
                 continue;
             }
+            // A trigger applies to events from its (re)definition on; older
+            // events reach it only by replay, even when relayed late.
+            let defined = p.updated_at.as_ref().map(ms_of).unwrap_or(0);
+            if event.timestamp.as_ref().map(ms_of).unwrap_or(i64::MAX) < defined {
+                continue;
+            }
             let cause = if event.idempotency_key.is_empty() { &event.message_id } else { &event.idempotency_key };
             let at = event.timestamp.as_ref().map(ms_of).unwrap_or(0);
             let run = self
