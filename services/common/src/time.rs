@@ -21,3 +21,8 @@ pub fn now_millis() -> DateTime<Utc> {
 pub fn from_millis(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
+
+/// A protobuf timestamp as milliseconds since the epoch.
+pub fn proto_millis(t: &Timestamp) -> i64 {
+    t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
+}

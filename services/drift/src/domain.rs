@@ -98,10 +98,6 @@ enum Source {
     Dataset(DatasetVersionRef),
 }
 
-fn ts_ms(t: &Timestamp) -> i64 {
-    t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
-}
-
 fn ms_ts(ms: i64) -> Timestamp {
     to_proto(from_millis(ms))
 }
@@ -158,8 +154,12 @@ fn positive_ms(field: &str, d: &PbDuration) -> Result<i64, DriftError> {
 
 /// [from, to) in milliseconds; `from` is required, `to` after it.
 fn range_ms(field: &str, r: &pb::TimeRange) -> Result<(i64, Option<i64>), DriftError> {
-    let from = r.from.as_ref().map(ts_ms).ok_or_else(|| DriftError::invalid(format!("{field}.from"), "is required"))?;
-    let to = r.to.as_ref().map(ts_ms);
+    let from = r
+        .from
+        .as_ref()
+        .map(pulse_common::time::proto_millis)
+        .ok_or_else(|| DriftError::invalid(format!("{field}.from"), "is required"))?;
+    let to = r.to.as_ref().map(pulse_common::time::proto_millis);
     if to.is_some_and(|to| to <= from) {
         return Err(DriftError::invalid(format!("{field}.to"), "must be after from"));
     }
@@ -542,8 +542,12 @@ impl Drift {
                 }
                 BaselineSource::PredictionWindow => {
                     let w = b.window.unwrap_or_default();
-                    let from_ms = w.from.as_ref().map(ts_ms).unwrap_or(0);
-                    let source = Source::Log { from_ms, to_ms: w.to.as_ref().map(ts_ms), last_n: cap };
+                    let from_ms = w.from.as_ref().map(pulse_common::time::proto_millis).unwrap_or(0);
+                    let source = Source::Log {
+                        from_ms,
+                        to_ms: w.to.as_ref().map(pulse_common::time::proto_millis),
+                        last_n: cap,
+                    };
                     return Ok((BaselineSource::PredictionWindow, source));
                 }
                 BaselineSource::Training | BaselineSource::Unspecified => {}
@@ -814,7 +818,10 @@ impl Drift {
         let status = DriftStatus::try_from(*status).unwrap_or_default();
         let status = (status != DriftStatus::Unspecified).then(|| status_name(status));
         let (from, to) = match created {
-            Some(t) => (t.from.as_ref().map(ts_ms), t.to.as_ref().map(ts_ms)),
+            Some(t) => (
+                t.from.as_ref().map(pulse_common::time::proto_millis),
+                t.to.as_ref().map(pulse_common::time::proto_millis),
+            ),
             None => (None, None),
         };
         let mut out = Vec::new();
@@ -834,7 +841,7 @@ impl Drift {
             for rec in &batch {
                 after = rec.id.clone();
                 let report: pb::DriftReport = rec.decode()?;
-                let at = report.created_at.as_ref().map(ts_ms).unwrap_or(0);
+                let at = report.created_at.as_ref().map(pulse_common::time::proto_millis).unwrap_or(0);
                 if to.is_some_and(|to| at >= to)
                     || (*version != 0 && report.model_version.as_ref().map(|m| m.version) != Some(*version))
                 {

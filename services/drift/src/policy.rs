@@ -128,10 +128,6 @@ pub trait RunStarter: Send + Sync {
 
 // ---------------------------------------------------------------- helpers
 
-fn ts_ms(t: &Timestamp) -> i64 {
-    t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
-}
-
 fn ms_ts(ms: i64) -> Timestamp {
     to_proto(from_millis(ms))
 }
@@ -584,7 +580,10 @@ impl Policies {
         let page = page.clone().unwrap_or_default();
         let limit = page_size(page.page_size);
         let (from, to) = match decided {
-            Some(t) => (t.from.as_ref().map(ts_ms), t.to.as_ref().map(ts_ms)),
+            Some(t) => (
+                t.from.as_ref().map(pulse_common::time::proto_millis),
+                t.to.as_ref().map(pulse_common::time::proto_millis),
+            ),
             None => (None, None),
         };
         let mut out = Vec::new();
@@ -607,7 +606,7 @@ impl Policies {
                     continue;
                 }
                 let d: pb::PolicyDecision = rec.decode()?;
-                let at = d.decided_at.as_ref().map(ts_ms).unwrap_or(0);
+                let at = d.decided_at.as_ref().map(pulse_common::time::proto_millis).unwrap_or(0);
                 if to.is_some_and(|to| at >= to) {
                     continue;
                 }
@@ -679,7 +678,7 @@ impl Policies {
             let which: Vec<&str> = results.iter().filter(|t| t.met).map(|t| t.trigger.as_str()).collect();
             (reason, format!("r{rev}:not_met:{}", which.join(",")))
         } else {
-            let fired_ms = p.last_fired_at.as_ref().map(ts_ms);
+            let fired_ms = p.last_fired_at.as_ref().map(pulse_common::time::proto_millis);
             let cooldown_ms = p.cooldown.as_ref().map(dur_ms).unwrap_or(DEFAULT_COOLDOWN_SECONDS * 1000);
             match fired_ms {
                 Some(fired) if fired + cooldown_ms > now_ms => (
@@ -764,7 +763,7 @@ impl Policies {
         let report = self.latest_report(tenant, model, facts).await?.ok_or_else(|| {
             "no drift report of the production version yet (the monitor or CheckDrift makes one)".to_string()
         })?;
-        let at = report.created_at.as_ref().map(ts_ms).unwrap_or(0);
+        let at = report.created_at.as_ref().map(pulse_common::time::proto_millis).unwrap_or(0);
         if at + max_age_ms < now_ms {
             return Err(format!(
                 "the newest drift report ({}) is from {}, older than {}",
@@ -826,8 +825,8 @@ impl Policies {
             Ok(mv) => mv,
             Err(e) => return result(name, false, e),
         };
-        let created = mv.created_at.as_ref().map(ts_ms).unwrap_or(0);
-        let fired = p.last_fired_at.as_ref().map(ts_ms).unwrap_or(0);
+        let created = mv.created_at.as_ref().map(pulse_common::time::proto_millis).unwrap_or(0);
+        let fired = p.last_fired_at.as_ref().map(pulse_common::time::proto_millis).unwrap_or(0);
         let since = created.max(fired);
         let need = c.new_feedback.max(1);
         match self.inner.inference.count_feedback(tenant, &p.model, since, need).await {
@@ -880,7 +879,7 @@ impl Policies {
                 return result(name, false, pulse_common::error::ServiceError::public_message(&e));
             }
         };
-        let committed = version.committed_at.as_ref().map(ts_ms).unwrap_or(0);
+        let committed = version.committed_at.as_ref().map(pulse_common::time::proto_millis).unwrap_or(0);
         let source = version.manifest.as_ref().and_then(|m| m.source.clone()).unwrap_or_default();
         let until = source.cursor_range.as_ref().and_then(|r| r.until.clone()).filter(|v| v.kind.is_some());
         let label = format!("{dataset}@{}", version.version);
@@ -1191,8 +1190,8 @@ fn schedule_result(
     };
     let since = [
         state.evaluated_ms,
-        p.last_fired_at.as_ref().map(ts_ms).unwrap_or(0),
-        p.updated_at.as_ref().map(ts_ms).unwrap_or(0),
+        p.last_fired_at.as_ref().map(pulse_common::time::proto_millis).unwrap_or(0),
+        p.updated_at.as_ref().map(pulse_common::time::proto_millis).unwrap_or(0),
     ]
     .into_iter()
     .max()
@@ -1217,7 +1216,7 @@ fn cursor_distance_ms(
 ) -> Option<i64> {
     use pulse_proto::datasource::v1::value::Kind as V;
     let ms = |v: &pulse_proto::datasource::v1::Value| match &v.kind {
-        Some(V::TimestampValue(t)) => Some(ts_ms(t)),
+        Some(V::TimestampValue(t)) => Some(pulse_common::time::proto_millis(t)),
         Some(V::DateValue(d)) => chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
             .ok()
             .and_then(|d| d.and_hms_opt(0, 0, 0))
@@ -1396,7 +1395,7 @@ impl Scheduler {
                 continue;
             }
             let last = if has_record {
-                m.last_checked_at.as_ref().map(ts_ms)
+                m.last_checked_at.as_ref().map(pulse_common::time::proto_millis)
             } else {
                 let req = pb::ListDriftReportsRequest {
                     model: model.clone(),
@@ -1409,7 +1408,7 @@ impl Scheduler {
                     .await?
                     .reports
                     .first()
-                    .and_then(|r| r.created_at.as_ref().map(ts_ms))
+                    .and_then(|r| r.created_at.as_ref().map(pulse_common::time::proto_millis))
             };
             if last.is_some_and(|l| l + interval > now_ms) {
                 continue;

@@ -31,6 +31,7 @@ pub use worker::{ActionCaller, CallFailure, spawn_workers};
 
 use crate::error::DriftError;
 use crate::events::{self, EventLog};
+use crate::policy::SYSTEM_TENANT;
 use crate::schedule::Schedule;
 
 pub const PIPELINE: &str = "pipeline";
@@ -38,7 +39,6 @@ pub const PIPELINE_NAME: &str = "pipeline_name";
 pub const RUN: &str = "pipeline_run";
 pub const RUN_ENTRY: &str = "run_entry";
 pub const CURSOR: &str = "cursor";
-const SYSTEM_TENANT: &str = "_system";
 const ACTIVE: &str = "active";
 const PAUSED: &str = "paused";
 
@@ -48,10 +48,6 @@ pub fn status_name(s: JobStatus) -> &'static str {
 
 pub fn is_final(s: i32) -> bool {
     [JobStatus::Succeeded as i32, JobStatus::Failed as i32, JobStatus::Canceled as i32].contains(&s)
-}
-
-fn ms_of(t: &pulse_proto::prost_types::Timestamp) -> i64 {
-    t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
 }
 
 fn now_ts() -> pulse_proto::prost_types::Timestamp {
@@ -610,12 +606,12 @@ impl Pipelines {
             }
             // A trigger applies to events from its (re)definition on; older
             // events reach it only by replay, even when relayed late.
-            let defined = p.updated_at.as_ref().map(ms_of).unwrap_or(0);
-            if event.timestamp.as_ref().map(ms_of).unwrap_or(i64::MAX) < defined {
+            let defined = p.updated_at.as_ref().map(pulse_common::time::proto_millis).unwrap_or(0);
+            if event.timestamp.as_ref().map(pulse_common::time::proto_millis).unwrap_or(i64::MAX) < defined {
                 continue;
             }
             let cause = if event.idempotency_key.is_empty() { &event.message_id } else { &event.idempotency_key };
-            let at = event.timestamp.as_ref().map(ms_of).unwrap_or(0);
+            let at = event.timestamp.as_ref().map(pulse_common::time::proto_millis).unwrap_or(0);
             let run = self
                 .start(
                     &tenant,
@@ -643,7 +639,7 @@ impl Pipelines {
             let Ok(schedule) = Schedule::parse("trigger.cron.expression", &c.expression, &c.timezone) else {
                 continue;
             };
-            let updated = p.updated_at.as_ref().map(ms_of).unwrap_or(0);
+            let updated = p.updated_at.as_ref().map(pulse_common::time::proto_millis).unwrap_or(0);
             let from = after.max(DateTime::from_timestamp_millis(updated).unwrap_or(after));
             if let Some(tick) = schedule.fired_between(from, until) {
                 let at = tick.timestamp_millis();

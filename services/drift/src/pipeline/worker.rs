@@ -2,7 +2,6 @@
 //! every change a compare-and-set of the run record; and the dispatcher,
 //! which turns events and cron ticks into runs.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -625,12 +624,12 @@ impl Driver {
     async fn delay(&self, d: &pb::DelayStep, path: &str) -> Result<Flow, Halt> {
         let current = self.step_run(path).await;
         let due = match current.scheduled_at.as_ref() {
-            Some(t) if current.status == StepStatus::Scheduled as i32 => super::ms_of(t),
+            Some(t) if current.status == StepStatus::Scheduled as i32 => pulse_common::time::proto_millis(t),
             _ => {
                 let now = now_millis().timestamp_millis();
                 let due = match &d.until {
                     Some(pb::delay_step::Until::Duration(x)) => now + (definition::seconds(x) * 1000.0) as i64,
-                    Some(pb::delay_step::Until::At(t)) => super::ms_of(t),
+                    Some(pb::delay_step::Until::At(t)) => pulse_common::time::proto_millis(t),
                     None => now,
                 };
                 let until = pulse_common::time::to_proto(pulse_common::time::from_millis(due));
@@ -731,7 +730,7 @@ impl Driver {
         loop {
             let current = self.step_run(path).await;
             if current.status == StepStatus::Scheduled as i32 {
-                let due = current.scheduled_at.as_ref().map(super::ms_of).unwrap_or(0);
+                let due = current.scheduled_at.as_ref().map(pulse_common::time::proto_millis).unwrap_or(0);
                 if due - now_millis().timestamp_millis() > HOLD_MAX_MS {
                     return Ok(Flow::Wait(due));
                 }
@@ -754,8 +753,11 @@ impl Driver {
             }
             let current = self.step_run(path).await;
             let run = self.run().await;
-            let started =
-                current.started_at.as_ref().map(super::ms_of).unwrap_or_else(|| now_millis().timestamp_millis());
+            let started = current
+                .started_at
+                .as_ref()
+                .map(pulse_common::time::proto_millis)
+                .unwrap_or_else(|| now_millis().timestamp_millis());
             let deadline = started + timeout_ms;
             let key = format!("{}/{}/{}.{}", run.id, path, run.attempt, current.attempt);
             match self.attempt(a, &run, &current, &key, deadline).await? {
@@ -979,15 +981,40 @@ fn summary(method: &str, output: &serde_json::Value) -> String {
         return format!("{short}: promotion refused: {refusal}");
     }
     if output.get("promoted") == Some(&serde_json::Value::Bool(true)) {
-        let v = &output["model_version"];
+        // PromoteModelResponse.model_version is a ModelVersion: its `ref`
+        // names it.
+        let v = &output["model_version"]["ref"];
         return format!("{short}: promoted {} v{}", v["model"].as_str().unwrap_or("?"), v["version"]);
     }
-    let mut ids: HashMap<&str, String> = HashMap::new();
-    if let Some(id) = output.get("id").and_then(|v| v.as_str()) {
-        ids.insert("id", id.to_string());
-    }
-    match ids.get("id") {
+    match output.get("id").and_then(|v| v.as_str()) {
         Some(id) => format!("{short}: {id}"),
         None => short.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pulse_proto::prost::Message as _;
+
+    use super::*;
+
+    #[test]
+    fn summaries_name_the_promoted_version_or_the_refusal() {
+        use pulse_proto::common::v1::ModelVersionRef;
+        use pulse_proto::trainer::v1::{ModelVersion, PromoteModelResponse};
+        let m = dynamic::method("pulse.trainer.v1.TrainerService/PromoteModel").unwrap();
+        let promoted = PromoteModelResponse {
+            promoted: true,
+            model_version: Some(ModelVersion {
+                r#ref: Some(ModelVersionRef { model: "churn".into(), version: 2 }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let json = m.decode(&promoted.encode_to_vec()).unwrap();
+        assert_eq!(summary(&m.name, &json), "PromoteModel: promoted churn v2");
+        let refused = PromoteModelResponse { refusal: "roc_auc 0.61 < 0.75".into(), ..Default::default() };
+        let json = m.decode(&refused.encode_to_vec()).unwrap();
+        assert_eq!(summary(&m.name, &json), "PromoteModel: promotion refused: roc_auc 0.61 < 0.75");
     }
 }
