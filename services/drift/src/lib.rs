@@ -110,7 +110,7 @@ pub fn start_background(
     host: &DriftHost,
     platform: &Platform,
     addr: std::net::SocketAddr,
-) -> Result<Vec<tokio::task::JoinHandle<()>>, PulseError> {
+) -> Result<Background, PulseError> {
     let tls = platform.config.tls_cert.is_some();
     // The configured address of the drift service names this process by a
     // name its certificate holds; else loopback (`localhost` under TLS, the
@@ -131,21 +131,44 @@ pub fn start_background(
         caller::GrpcCaller::new(platform.auth.clone(), &endpoint, ca.as_deref()).map_err(PulseError::Config)?;
     let lease = std::time::Duration::from_secs(platform.config.job_lease_seconds.max(1));
     let mut handles = pipeline::spawn_workers(host.pipelines.clone(), std::sync::Arc::new(caller), 2, lease);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut relay_stop = stopped.clone();
     handles.push(events::spawn_relay(
         host.log.clone(),
         platform.database.clone(),
         std::time::Duration::from_millis(500),
-        std::future::pending(),
+        async move {
+            let _ = relay_stop.wait_for(|s| *s).await;
+        },
     ));
-    let (_keep, shutdown) = tokio::sync::watch::channel(false);
-    std::mem::forget(_keep);
-    handles.push(policy::spawn_scheduler(
+    let scheduler = policy::spawn_scheduler(
         host.policies.clone(),
         std::sync::Arc::new(host.runs.clone()),
         std::time::Duration::from_secs(platform.config.policy_interval_seconds.max(1)),
-        shutdown,
-    ));
-    Ok(handles)
+        stopped,
+    );
+    Ok(Background { stop, scheduler, workers: handles })
+}
+
+/// The drift service's background tasks.
+#[derive(Debug)]
+pub struct Background {
+    stop: tokio::sync::watch::Sender<bool>,
+    scheduler: tokio::task::JoinHandle<()>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Background {
+    /// Stops them: the scheduler gives its lease up, so another replica
+    /// leads at once; runs in flight keep their state in the store and are
+    /// resumed by whichever worker next holds them.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.scheduler.await;
+        for w in self.workers {
+            w.abort();
+        }
+    }
 }
 
 /// The address to call this process at: a wildcard listen address becomes

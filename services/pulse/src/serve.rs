@@ -147,10 +147,11 @@ pub async fn run(only: Option<ServiceName>, args: ServeArgs) -> anyhow::Result<(
         pulse_inference::resolve_predictions(&platform, lineage).await?;
     }
     let mut server = Server::bind(&platform, services).await?;
-    if let Some(drift) = &opened.drift {
-        // Pipeline steps call Pulse at the address just bound.
-        pulse_drift::start_background(drift, &platform, server.addr)?;
-    }
+    // Pipeline steps call Pulse at the address just bound.
+    let background = match &opened.drift {
+        Some(drift) => Some(pulse_drift::start_background(drift, &platform, server.addr)?),
+        None => None,
+    };
 
     let tenant_key = config.state_dir.join("default.key");
     if only.is_none()
@@ -170,6 +171,9 @@ pub async fn run(only: Option<ServiceName>, args: ServeArgs) -> anyhow::Result<(
         }
     });
     server.join().await?;
+    if let Some(background) = background {
+        background.shutdown().await;
+    }
     if let Some(inference) = &opened.inference {
         // Every answered prediction reaches the log before the process ends.
         inference.shutdown().await;
