@@ -228,10 +228,7 @@ impl DriftService for DriftGrpc {
         let outcome = self.host.log.publish(&tenant, req.into_inner().events, &key).await.map_err(status)?;
         // Triggers fire now for the caller to see; the dispatcher would start
         // the same runs (same ids) a moment later.
-        let mut started = Vec::new();
-        for e in &outcome.stored {
-            started.extend(self.host.pipelines.deliver(e).await.map_err(status)?);
-        }
+        let started = self.host.pipelines.deliver_all(&outcome.stored).await.map_err(status)?;
         Ok(Response::new(pb::PublishEventsResponse {
             message_ids: outcome.message_ids,
             published: outcome.published,

@@ -599,32 +599,44 @@ impl Pipelines {
     /// id derived from the pipeline and the event, so delivering it twice
     /// starts nothing more).
     pub async fn deliver(&self, event: &EventEnvelope) -> Result<Vec<String>, DriftError> {
+        self.deliver_all(std::slice::from_ref(event)).await
+    }
+
+    /// [`Pipelines::deliver`] for a batch, reading the triggered pipelines
+    /// once.
+    pub async fn deliver_all(&self, events: &[EventEnvelope]) -> Result<Vec<String>, DriftError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pipelines = self.triggered().await?;
         let mut started = Vec::new();
-        for (tenant, p) in self.triggered().await? {
-            if tenant != event.tenant_id || !event_trigger_matches(&p, event) {
-                continue;
+        for event in events {
+            let at = event.timestamp.as_ref().map(pulse_common::time::proto_millis);
+            for (tenant, p) in &pipelines {
+                if *tenant != event.tenant_id || !event_trigger_matches(p, event) {
+                    continue;
+                }
+                // A trigger applies to events from its (re)definition on;
+                // older events reach it only by replay, even when relayed late.
+                let defined = p.updated_at.as_ref().map(pulse_common::time::proto_millis).unwrap_or(0);
+                if at.unwrap_or(i64::MAX) < defined {
+                    continue;
+                }
+                let cause = if event.idempotency_key.is_empty() { &event.message_id } else { &event.idempotency_key };
+                let run = self
+                    .start(
+                        tenant,
+                        p,
+                        RunRequest {
+                            origin: RunOrigin::Event,
+                            trigger: Some(event.clone()),
+                            derived_id: Some((at.unwrap_or(0), format!("{} event {cause}", p.id))),
+                            ..Default::default()
+                        },
+                    )
+                    .await?;
+                started.push(run.id);
             }
-            // A trigger applies to events from its (re)definition on; older
-            // events reach it only by replay, even when relayed late.
-            let defined = p.updated_at.as_ref().map(pulse_common::time::proto_millis).unwrap_or(0);
-            if event.timestamp.as_ref().map(pulse_common::time::proto_millis).unwrap_or(i64::MAX) < defined {
-                continue;
-            }
-            let cause = if event.idempotency_key.is_empty() { &event.message_id } else { &event.idempotency_key };
-            let at = event.timestamp.as_ref().map(pulse_common::time::proto_millis).unwrap_or(0);
-            let run = self
-                .start(
-                    &tenant,
-                    &p,
-                    RunRequest {
-                        origin: RunOrigin::Event,
-                        trigger: Some(event.clone()),
-                        derived_id: Some((at, format!("{} event {cause}", p.id))),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-            started.push(run.id);
         }
         Ok(started)
     }

@@ -167,17 +167,7 @@ async fn worker_loop(pipelines: Pipelines, caller: Arc<dyn ActionCaller>, worker
                     Err(e) => tracing::warn!(run = %id, tenant = %tenant, error = %e, "cannot drive pipeline run"),
                 }
             }
-            Ok(None) => {
-                if let Some(jobs) = pipelines.job_metrics()
-                    && let Ok(n) = pipelines
-                        .records()
-                        .count(RUN, &[status_name(JobStatus::Pending), status_name(JobStatus::Queued)])
-                        .await
-                {
-                    jobs.queued.with_label_values(&[super::JOB_KIND]).set(n as i64);
-                }
-                tokio::time::sleep(Duration::from_millis(250)).await
-            }
+            Ok(None) => tokio::time::sleep(Duration::from_millis(250)).await,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot claim pipeline runs");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -196,6 +186,16 @@ async fn dispatch_loop(pipelines: Pipelines) {
         }
         let now = chrono::Utc::now();
         if now - last_cron >= chrono::Duration::seconds(1) {
+            // Queue depth once a second for the whole process, not per idle
+            // worker poll.
+            if let Some(jobs) = pipelines.job_metrics()
+                && let Ok(n) = pipelines
+                    .records()
+                    .count(RUN, &[status_name(JobStatus::Pending), status_name(JobStatus::Queued)])
+                    .await
+            {
+                jobs.queued.with_label_values(&[super::JOB_KIND]).set(n as i64);
+            }
             match pipelines.cron_tick(last_cron, now).await {
                 Ok(_) => last_cron = now,
                 Err(e) => tracing::warn!(error = %e, "pipeline cron triggers failed"),
@@ -216,9 +216,8 @@ async fn dispatch_events(pipelines: &Pipelines) -> Result<(), DriftError> {
     }
     let batch = pipelines.log().since(position, 200).await?;
     let Some(last) = batch.last().map(|(p, _)| *p) else { return Ok(()) };
-    for (_, event) in &batch {
-        pipelines.deliver(event).await?;
-    }
+    let events: Vec<_> = batch.into_iter().map(|(_, e)| e).collect();
+    pipelines.deliver_all(&events).await?;
     super::save_cursor(pipelines.records(), "dispatch", record.as_ref(), last).await?;
     Ok(())
 }
